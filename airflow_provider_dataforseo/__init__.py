@@ -1,0 +1,57 @@
+"""Apache Airflow provider for the DataForSEO Backlinks API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "get_provider_info"]
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Describe the provider to Airflow's providers manager.
+
+    Registered under the ``apache_airflow_provider`` entry point. The dict is validated by Airflow
+    against ``airflow/provider_info.schema.json``; ``conn-fields`` and ``ui-field-behaviour``
+    declare the connection form (Airflow >= 3.2).
+
+    :return: the provider-info dict.
+    """
+    return {
+        "package-name": "airflow-provider-dataforseo",
+        "name": "DataForSEO",
+        "description": "Hook, operator, sensor and offline emulator for the DataForSEO Backlinks API.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "DataForSEO",
+                "external-doc-url": "https://docs.dataforseo.com/v3/backlinks/overview/",
+                "tags": ["service"],
+            }
+        ],
+        "connection-types": [
+            {
+                "connection-type": "dataforseo",
+                "hook-class-name": "airflow_provider_dataforseo.hooks.dataforseo.DataForSeoHook",
+                "hook-name": "DataForSEO",
+                "conn-fields": {
+                    "sandbox": {
+                        "label": "Use sandbox",
+                        "description": "Send requests to https://sandbox.dataforseo.com (dummy data, "
+                        "no charge) when Host is empty.",
+                        "schema": {"type": "boolean", "default": False},
+                    }
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "extra"],
+                    "relabeling": {"login": "API login", "password": "API password", "host": "Base URL"},
+                    "placeholders": {
+                        "host": "https://api.dataforseo.com",
+                        "login": "API login from app.dataforseo.com/api-access",
+                        "password": "API password (not the website password)",
+                    },
+                },
+            }
+        ],
+    }

@@ -1,0 +1,313 @@
+"""DataForSeoHook: an Airflow connection -> an HTTP session that posts DataForSEO tasks."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import requests
+import tenacity
+from airflow.sdk import BaseHook
+from requests.adapters import HTTPAdapter
+
+from airflow_provider_dataforseo import __version__, api
+from airflow_provider_dataforseo.exceptions import (
+    DataForSeoError,
+    DataForSeoServerError,
+    InvalidTargetsError,
+    error_for_status,
+)
+from airflow_provider_dataforseo.responses import TaskResult, parse_task_response
+from airflow_provider_dataforseo.targets import count_main_domains, lower_bound
+
+log = logging.getLogger(__name__)
+
+#: Connect timeout, seconds.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+#: Read timeout, seconds: longer than the API's 120 s live-task limit (after which it answers 50401).
+DEFAULT_READ_TIMEOUT = 180.0
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, DataForSeoError) and exc.retryable
+
+
+class DataForSeoHook(BaseHook):
+    """Talk to the DataForSEO v3 API with the credentials of an Airflow connection.
+
+    Connection fields: *login* and *password* are the API login and API password (HTTP Basic
+    auth, from https://app.dataforseo.com/api-access). *host* is optional: a full URL
+    (``http://127.0.0.1:8765`` for the emulator) or a bare host name meaning https; when it is
+    empty, extra ``sandbox: true`` selects ``https://sandbox.dataforseo.com``, else
+    ``https://api.dataforseo.com``.
+
+    Every call checks the envelope's and the task's ``status_code``. Transient failures (HTTP 5xx,
+    connection errors, read timeouts, unreadable replies, 40202, 40209, 5xxxx) are retried inside
+    the call with exponential backoff and jitter; the others raise at once.
+
+    :param dataforseo_conn_id: the Airflow connection id.
+    :param timeout: ``(connect, read)`` timeouts in seconds; read must exceed the API's 120 s limit.
+    :param max_attempts: attempts per request, the first included (>= 1).
+    :param retry_wait_min: smallest backoff between attempts, seconds.
+    :param retry_wait_max: largest backoff between attempts, seconds.
+    :param max_retry_seconds: stop retrying once this many seconds have passed since the first try.
+    :param pool_maxsize: HTTP connections kept open (>= the requests in flight).
+    """
+
+    conn_name_attr = "dataforseo_conn_id"
+    default_conn_name = "dataforseo_default"
+    conn_type = "dataforseo"
+    hook_name = "DataForSEO"
+
+    def __init__(
+        self,
+        dataforseo_conn_id: str = default_conn_name,
+        *,
+        timeout: tuple[float, float] = (DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT),
+        max_attempts: int = 5,
+        retry_wait_min: float = 1.0,
+        retry_wait_max: float = 60.0,
+        max_retry_seconds: float = 600.0,
+        pool_maxsize: int = api.MAX_SIMULTANEOUS_REQUESTS,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts!r}")
+        self.dataforseo_conn_id = dataforseo_conn_id
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.retry_wait_min = retry_wait_min
+        self.retry_wait_max = retry_wait_max
+        self.max_retry_seconds = max_retry_seconds
+        self.pool_maxsize = pool_maxsize
+        self._session_lock = threading.Lock()
+
+    # -- connection --------------------------------------------------------------------------
+
+    @cached_property
+    def connection(self) -> Any:
+        """The Airflow connection (looked up once)."""
+        return self.get_connection(self.dataforseo_conn_id)
+
+    @cached_property
+    def base_url(self) -> str:
+        """The API root without a trailing slash, e.g. ``https://api.dataforseo.com``."""
+        conn = self.connection
+        host = (conn.host or "").strip().rstrip("/")
+        if host:
+            if "://" not in host:
+                host = f"https://{host}"
+                if conn.port:
+                    host = f"{host}:{conn.port}"
+            return host
+        extra = conn.extra_dejson or {}
+        sandbox = extra.get("sandbox", extra.get("extra__dataforseo__sandbox", False))
+        if isinstance(sandbox, str):
+            sandbox = sandbox.strip().lower() in ("1", "true", "yes", "on")
+        return api.SANDBOX_URL if sandbox else api.API_URL
+
+    def get_conn(self) -> requests.Session:
+        """The one ``requests.Session`` of this hook (created on first use, then reused).
+
+        :raises ValueError: when the connection has no login or password.
+        """
+        with self._session_lock:
+            return self._session
+
+    @cached_property
+    def _session(self) -> requests.Session:
+        conn = self.connection
+        if not conn.login or not conn.password:
+            raise ValueError(
+                f"Connection {self.dataforseo_conn_id!r} needs the API login and API password "
+                "(https://app.dataforseo.com/api-access)."
+            )
+        token = base64.b64encode(f"{conn.login}:{conn.password}".encode()).decode("ascii")
+        _mask(conn.password)
+        _mask(token)
+        session = requests.Session()
+        session.auth = (conn.login, conn.password)
+        session.headers.update(
+            {
+                "User-Agent": user_agent(),
+                "Accept": "application/json",
+                "Accept-Encoding": "gzip, deflate",
+            }
+        )
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.pool_maxsize, max_retries=0)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        return session
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _send(self, method: str, endpoint: str, body: object | None) -> TaskResult:
+        """One HTTP exchange, no retry: transport faults become :class:`DataForSeoServerError`."""
+        url = f"{self.base_url}{endpoint}"
+        try:
+            response = self.get_conn().request(method, url, json=body, timeout=self.timeout)
+        except requests.Timeout as exc:
+            raise DataForSeoServerError(
+                f"timed out ({type(exc).__name__}) after {self.timeout} s", endpoint=endpoint
+            ) from None
+        except requests.RequestException as exc:
+            raise DataForSeoServerError(
+                f"connection failed: {type(exc).__name__}", endpoint=endpoint
+            ) from None
+        try:
+            payload = response.json()
+        except ValueError:
+            raise error_for_status(
+                None,
+                f"HTTP {response.status_code} with a body that is not JSON",
+                endpoint=endpoint,
+                http_status=response.status_code if response.status_code >= 400 else None,
+            ) from None
+        return parse_task_response(payload, endpoint=endpoint, http_status=response.status_code)
+
+    def _call(self, method: str, endpoint: str, body: object | None = None) -> TaskResult:
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_is_retryable),
+            wait=tenacity.wait_random_exponential(multiplier=self.retry_wait_min, max=self.retry_wait_max),
+            stop=tenacity.stop_after_attempt(self.max_attempts)
+            | tenacity.stop_after_delay(self.max_retry_seconds),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        result: TaskResult = retrying(self._send, method, endpoint, body)
+        return result
+
+    def post_task(self, endpoint: str, task: Mapping[str, Any]) -> TaskResult:
+        """Post ONE task to a live endpoint and return its checked result.
+
+        Live endpoints accept one task per POST (more answer 40000); the body is the JSON array
+        ``[task]`` as in the endpoint docs.
+
+        :param endpoint: API path, e.g. ``/v3/backlinks/bulk_pages_summary/live``.
+        :param task: the task's fields.
+        :return: the task's :class:`~airflow_provider_dataforseo.responses.TaskResult`.
+        :raises DataForSeoError: the matching subclass, after retries for transient kinds.
+        """
+        return self._call("POST", endpoint, [dict(task)])
+
+    def bulk_pages_summary(
+        self,
+        targets: Sequence[str],
+        *,
+        include_subdomains: bool = True,
+        rank_scale: str | None = None,
+        tag: str | None = None,
+    ) -> TaskResult:
+        """Call ``POST /v3/backlinks/bulk_pages_summary/live`` for one valid chunk.
+
+        Cost: 0.02 USD per request plus 0.00003 USD per returned item (DataForSEO pricing).
+
+        :param targets: 1 to 1000 NORMALISED targets from at most 100 main domains (see
+            :func:`airflow_provider_dataforseo.targets.plan_chunks`).
+        :param include_subdomains: count backlinks of the targets' subdomains too.
+        :param rank_scale: ``"one_thousand"`` (API default, 0-1000) or ``"one_hundred"`` (0-100).
+        :param tag: up to 255 characters, echoed back in the task's ``data``.
+        :return: the task's result; ``items`` are matched to targets by
+            :func:`airflow_provider_dataforseo.responses.match_items`.
+        :raises InvalidTargetsError: if the chunk breaks the endpoint's limits (nothing is sent).
+        :raises ValueError: for a bad ``rank_scale`` or ``tag`` (nothing is sent).
+        :raises DataForSeoError: as :meth:`post_task`.
+        """
+        check_chunk(targets)
+        task: dict[str, Any] = {"targets": list(targets), "include_subdomains": bool(include_subdomains)}
+        if rank_scale is not None:
+            task["rank_scale"] = check_rank_scale(rank_scale)
+        if tag is not None:
+            task["tag"] = check_tag(tag)
+        return self.post_task(api.BULK_PAGES_SUMMARY_PATH, task)
+
+    def user_data(self) -> dict[str, Any]:
+        """``GET /v3/appendix/user_data``: the account's login, balance (USD) and limits. Free.
+
+        :raises DataForSeoError: as :meth:`post_task`.
+        """
+        result = self._call("GET", api.USER_DATA_PATH)
+        if not result.results:
+            raise DataForSeoServerError("user_data task holds no result", endpoint=api.USER_DATA_PATH)
+        return result.results[0]
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the credentials with the free ``user_data`` call; never raises.
+
+        :return: ``(True, "<login>, balance <x> USD")`` or ``(False, <reason>)``.
+        """
+        try:
+            account = self.user_data()
+        except Exception as exc:
+            return False, str(exc)
+        money = account.get("money") if isinstance(account.get("money"), Mapping) else {}
+        balance = money.get("balance") if isinstance(money, Mapping) else None
+        return True, f"{account.get('login', '?')}, balance {balance} USD"
+
+    def close(self) -> None:
+        """Close the HTTP session, if one was opened."""
+        session = self.__dict__.pop("_session", None)
+        if session is not None:
+            session.close()
+
+
+def check_chunk(targets: Sequence[str]) -> None:
+    """Refuse a chunk that breaks the endpoint's limits (endpoint doc, field ``targets``).
+
+    :param targets: normalised targets.
+    :raises InvalidTargetsError: empty, over 1000 targets, or over 100 main domains.
+    """
+    domains = count_main_domains(targets)
+    if not targets or lower_bound(len(targets), domains) > 1:
+        raise InvalidTargetsError(
+            [
+                (
+                    0,
+                    f"{len(targets)} targets from {domains} main domains",
+                    f"one request takes 1 to {api.MAX_TARGETS_PER_REQUEST} targets from at most "
+                    f"{api.MAX_MAIN_DOMAINS_PER_REQUEST} main domains: plan chunks with plan_chunks()",
+                )
+            ]
+        )
+
+
+def check_rank_scale(rank_scale: str) -> str:
+    """Return ``rank_scale`` if the API knows it; raise :class:`ValueError` naming it otherwise."""
+    if rank_scale not in api.RANK_SCALES:
+        raise ValueError(f"rank_scale must be one of {api.RANK_SCALES}, got {rank_scale!r}")
+    return rank_scale
+
+
+def check_tag(tag: str) -> str:
+    """Return ``tag`` if it fits the API's 255 characters; raise :class:`ValueError` otherwise."""
+    if not isinstance(tag, str) or len(tag) > api.MAX_TAG_LENGTH:
+        raise ValueError(f"tag must be a string of at most {api.MAX_TAG_LENGTH} characters, got {tag!r:.80}")
+    return tag
+
+
+def user_agent() -> str:
+    """``airflow-provider-dataforseo/<version> apache-airflow/<version>``."""
+    try:
+        airflow_version = version("apache-airflow-core")
+    except PackageNotFoundError:  # pragma: no cover - always installed with Airflow 3
+        airflow_version = "unknown"
+    return f"airflow-provider-dataforseo/{__version__} apache-airflow/{airflow_version}"
+
+
+def _mask(secret: str) -> None:
+    """Register a secret with Airflow's masker so it never appears in task logs."""
+    from airflow.sdk.log import mask_secret
+
+    mask_secret(secret)
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    log.warning("Attempt %d failed (%s); retrying in %.1f s", state.attempt_number, exc, wait)

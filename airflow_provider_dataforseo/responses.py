@@ -1,0 +1,182 @@
+"""Read DataForSEO replies: both status levels, then items matched back to targets.
+
+Pure module: no Airflow import, no network. Facts relied on
+(``https://docs.dataforseo.com/v3/appendix/errors/`` and the endpoint doc of
+``bulk_pages_summary/live``):
+
+- the outcome is ``status_code`` at TWO levels, the envelope and each ``tasks[i]``; HTTP 200 with
+  envelope 20000 can still hold a failed task, ``result: null`` or ``tasks: null``;
+- every item field may be missing or null; items carry ``url``; a reply may hold fewer items than
+  targets, in another order, so items are matched by a normalised ``url``, never by position.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow_provider_dataforseo import api
+from airflow_provider_dataforseo.exceptions import DataForSeoServerError, error_for_status
+from airflow_provider_dataforseo.targets import normalise_target
+
+Item = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """One successful live task.
+
+    :ivar task_id: the API's task id (UUID-like string).
+    :ivar endpoint: API path that was called.
+    :ivar cost_usd: what the task was charged, USD.
+    :ivar items: the items of every ``result[]`` entry, in reply order (only JSON objects).
+    :ivar data: the task's ``data`` echo of the request (``{}`` when absent).
+    :ivar malformed_items: entries of ``items`` that were not JSON objects (dropped, counted).
+    :ivar results: the task's ``result[]`` objects as sent (e.g. the account for ``user_data``).
+    """
+
+    task_id: str | None
+    endpoint: str
+    cost_usd: float
+    items: list[Item]
+    data: dict[str, Any] = field(default_factory=dict)
+    malformed_items: int = 0
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _status(obj: Mapping[str, Any]) -> tuple[int | None, str]:
+    code = obj.get("status_code")
+    message = obj.get("status_message")
+    return (code if isinstance(code, int) and not isinstance(code, bool) else None), (
+        message if isinstance(message, str) else "no status_message"
+    )
+
+
+def _cost(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def parse_task_response(payload: object, *, endpoint: str, http_status: int = 200) -> TaskResult:
+    """Check a live endpoint's reply at both status levels and return its one task.
+
+    :param payload: the decoded JSON body.
+    :param endpoint: the API path called (carried by errors).
+    :param http_status: the HTTP status of the reply (decides when the body has no status).
+    :return: the task's :class:`TaskResult`.
+    :raises DataForSeoError: the subclass matching the envelope's or the task's ``status_code``;
+        :class:`DataForSeoServerError` (retryable) for a body that is not an envelope, an envelope
+        without tasks (``tasks: null``), or a task that is not an object.
+    """
+    if not isinstance(payload, Mapping):
+        raise error_for_status(
+            None if http_status < 400 else http_status,
+            f"reply is not a JSON object (HTTP {http_status})",
+            endpoint=endpoint,
+            http_status=http_status,
+        )
+    code, message = _status(payload)
+    if code != api.OK:
+        if code is None and http_status == 200:
+            raise DataForSeoServerError("reply has no envelope status_code", endpoint=endpoint)
+        raise error_for_status(code, message, endpoint=endpoint, http_status=http_status)
+    tasks = payload.get("tasks")
+    if not isinstance(tasks, list) or not tasks:
+        raise DataForSeoServerError(
+            f"envelope {code} holds no task (tasks: {tasks!r:.40})", status_code=code, endpoint=endpoint
+        )
+    task = tasks[0]
+    if not isinstance(task, Mapping):
+        raise DataForSeoServerError("task is not a JSON object", status_code=code, endpoint=endpoint)
+    task_id = task.get("id") if isinstance(task.get("id"), str) else None
+    task_code, task_message = _status(task)
+    if task_code != api.OK:
+        raise error_for_status(task_code, task_message, task_id=task_id, endpoint=endpoint)
+    items: list[Item] = []
+    malformed = 0
+    raw_results = task.get("result")
+    results = [r for r in raw_results if isinstance(r, dict)] if isinstance(raw_results, list) else []
+    for result in results:
+        raw_items = result.get("items")
+        for item in raw_items if isinstance(raw_items, list) else ():
+            if isinstance(item, dict):
+                items.append(item)
+            else:
+                malformed += 1
+    cost = _cost(task.get("cost"))
+    if cost is None:
+        cost = _cost(payload.get("cost")) or 0.0
+    data = task.get("data")
+    return TaskResult(
+        task_id=task_id,
+        endpoint=endpoint,
+        cost_usd=cost,
+        items=items,
+        data=dict(data) if isinstance(data, Mapping) else {},
+        malformed_items=malformed,
+        results=results,
+    )
+
+
+def match_keys(url: object) -> list[str]:
+    """Keys under which an item's ``url`` may answer a target, most specific first.
+
+    The exact echo of ``url`` is unconfirmed (case, trailing slash, IDN form), so the ``url`` is
+    normalised like a target; a site's root page (``https://www.x.com/``) may also answer the domain
+    target ``x.com``.
+
+    :param url: an item's ``url`` value.
+    :return: candidate normalised targets (empty when ``url`` is unusable).
+    """
+    try:
+        key = normalise_target(url)
+    except ValueError:
+        return []
+    keys = [key]
+    if "://" in key:
+        parts = urlsplit(key)
+        if parts.path == "/" and not parts.query and parts.hostname:
+            host = parts.hostname
+            keys.append(host[4:] if host.startswith("www.") else host)
+    else:
+        keys.extend([f"https://{key}/", f"http://{key}/"])
+    return keys
+
+
+@dataclass
+class MatchedItems:
+    """Items of one task matched to the chunk's targets.
+
+    :ivar by_target: target -> its item (first item wins when two answer one target).
+    :ivar unmatched: items whose ``url`` answers no target of the chunk (kept, never dropped).
+    :ivar missing: targets of the chunk that no item answers, in chunk order.
+    """
+
+    by_target: dict[str, Item]
+    unmatched: list[Item]
+    missing: list[str]
+
+
+def match_items(items: Iterable[Item], targets: Sequence[str]) -> MatchedItems:
+    """Match items to targets by normalised ``url`` (never by position).
+
+    :param items: the task's items.
+    :param targets: the normalised targets that were sent.
+    :return: the :class:`MatchedItems`.
+    """
+    wanted = set(targets)
+    by_target: dict[str, Item] = {}
+    unmatched: list[Item] = []
+    for item in items:
+        for key in match_keys(item.get("url")):
+            if key in wanted and key not in by_target:
+                by_target[key] = item
+                break
+        else:
+            unmatched.append(item)
+    missing = [target for target in targets if target not in by_target]
+    return MatchedItems(by_target=by_target, unmatched=unmatched, missing=missing)

@@ -1,0 +1,390 @@
+"""Targets: read, normalise, validate, de-duplicate, and plan them into request chunks.
+
+Pure module: no Airflow import, no network. The rules come from the endpoint's doc
+(``https://docs.dataforseo.com/v3/backlinks/bulk_pages_summary/live/``, field ``targets``):
+
+- a domain or subdomain is given WITHOUT ``https://`` and ``www.``;
+- a page is given as an absolute URL with ``http://`` or ``https://``;
+- one request holds at most 1000 targets from at most 100 different main domains.
+
+Normalisation (:func:`normalise_target`):
+
+- surrounding whitespace and a BOM are stripped; whitespace inside is an error;
+- pages: scheme and host are lowercased (path and query keep their case), the ``#fragment`` is
+  dropped, a path-less URL gets its ``/`` (``https://x.com`` -> ``https://x.com/``), a default port
+  is dropped, ``www.`` is kept (it is part of the page's address);
+- domains: lowercased, a leading ``www.`` and a trailing ``.`` or ``/`` are stripped;
+- IDN hosts are sent in their ASCII (punycode) form (``bücher.de`` -> ``xn--bcher-kva.de``);
+- a scheme-less entry with a path (``example.com/page``) is REJECTED with a hint, not guessed: the
+  API would read it as neither a page nor a domain, and guessing ``http`` vs ``https`` could pay
+  for the wrong page.
+
+Main domains are counted with the Public Suffix List including its private section
+(``publicsuffixlist``, which ships the list; no network at run time): ``x.com`` and ``docs.x.com``
+are one main domain, ``a.co.uk`` and ``b.co.uk`` two, ``a.blogspot.com`` and ``b.blogspot.com`` two.
+That partition is at least as fine as any rule the API may apply, so a chunk that passes here is
+valid whichever rule the API uses.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import heapq
+import io
+import math
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
+
+import idna
+from publicsuffixlist import PublicSuffixList
+
+from airflow_provider_dataforseo import api
+from airflow_provider_dataforseo.exceptions import InvalidTargetsError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+#: Longest target accepted, in characters (after normalisation). Longer URLs are refused by
+#: common HTTP stacks and would make the whole request fail.
+MAX_TARGET_LENGTH = 2048
+
+_BOM = "\ufeff"
+_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_IPV4_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_HEADER_NAMES = frozenset({"target", "targets", "url", "urls", "domain", "domains", "page", "pages"})
+_PSL = PublicSuffixList()  # ICANN and private sections
+_PSL_ICANN = PublicSuffixList(only_icann=True)
+
+
+class _TargetRejected(ValueError):
+    """One entry is invalid; the message is the reason."""
+
+
+def _normalise_host(host: str) -> str:
+    """Lowercase, IDN-encode and validate a host name; raise :class:`_TargetRejected`."""
+    host = host.rstrip(".")
+    if not host:
+        raise _TargetRejected("empty host")
+    if host.startswith("[") or _IPV4_RE.match(host):
+        raise _TargetRejected("IP addresses are not supported targets: give a domain")
+    if host.isascii():
+        host = host.lower()
+    else:
+        try:
+            host = idna.encode(host, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise _TargetRejected(f"invalid internationalised host name ({exc})") from None
+    if len(host) > 253:
+        raise _TargetRejected("host name longer than 253 characters")
+    labels = host.split(".")
+    for label in labels:
+        if not _LABEL_RE.match(label):
+            raise _TargetRejected(f"invalid host label {label!r}")
+    if len(labels) < 2:
+        raise _TargetRejected("host has no public suffix: give a full domain such as example.com")
+    if labels[-1].isdigit():
+        raise _TargetRejected("invalid top-level domain")
+    if _PSL_ICANN.privatesuffix(host) is None:
+        raise _TargetRejected(f"{host!r} is a public suffix, not a domain")
+    return host
+
+
+def normalise_target(value: object) -> str:
+    """Normalise one target to the form the API expects.
+
+    :param value: a page URL (``http``/``https``), a domain or a subdomain.
+    :return: the normalised target, e.g. ``"https://example.com/Path?q=A"`` or ``"docs.example.com"``.
+    :raises ValueError: with the reason, if the entry cannot be a valid target.
+    """
+    if not isinstance(value, str):
+        raise _TargetRejected(f"not a string but {type(value).__name__}")
+    text = value.strip().lstrip(_BOM).strip()
+    if not text:
+        raise _TargetRejected("empty")
+    if any(ch.isspace() for ch in text):
+        raise _TargetRejected("whitespace inside")
+    if len(text) > MAX_TARGET_LENGTH:
+        raise _TargetRejected(f"longer than {MAX_TARGET_LENGTH} characters")
+    scheme_match = _SCHEME_RE.match(text)
+    if scheme_match:
+        return _normalise_page(text, scheme_match.group(1).lower())
+    if text.startswith("//") or ":" in text.split("/", 1)[0]:
+        raise _TargetRejected("not a URL with http:// or https://, nor a domain")
+    return _normalise_domain(text)
+
+
+def _normalise_page(text: str, scheme: str) -> str:
+    if scheme not in _DEFAULT_PORTS:
+        raise _TargetRejected(f"unsupported scheme {scheme!r}: use http:// or https://")
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise _TargetRejected(f"malformed URL ({exc})") from None
+    if parts.username is not None or parts.password is not None:
+        raise _TargetRejected("URL carries user credentials")
+    host = _normalise_host(parts.hostname or "")
+    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    result = urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+    if len(result) > MAX_TARGET_LENGTH:
+        raise _TargetRejected(f"longer than {MAX_TARGET_LENGTH} characters")
+    return result
+
+
+def _normalise_domain(text: str) -> str:
+    host, _, path = text.partition("/")
+    if path.strip("/") or "?" in text or "#" in text:
+        raise _TargetRejected(
+            f"a page needs its scheme: did you mean 'https://{text}'? (domains are given without a path)"
+        )
+    host = _normalise_host(host)
+    if host.startswith("www.") and _PSL_ICANN.privatesuffix(host[4:]) is not None:
+        host = host[4:]
+    return host
+
+
+def target_host(target: str) -> str:
+    """The host of a normalised target (a page's host, or the domain itself)."""
+    if "://" in target:
+        return urlsplit(target).hostname or ""
+    return target
+
+
+@lru_cache(maxsize=65536)
+def main_domain(host: str) -> str | None:
+    """The main (registrable) domain of a host by the Public Suffix List, private section included.
+
+    A host that is itself a private-section suffix (``github.io``, ``blogspot.com``: real sites and
+    valid targets) is its own main domain.
+
+    :param host: a lowercase ASCII host, e.g. ``"docs.example.co.uk"``.
+    :return: e.g. ``"example.co.uk"``, ``"foo.blogspot.com"``, ``"github.io"``; ``None`` when the
+        host is an ICANN public suffix such as ``co.uk``.
+    """
+    result: str | None = _PSL.privatesuffix(host) or _PSL_ICANN.privatesuffix(host)
+    return result
+
+
+def target_main_domain(target: str) -> str:
+    """The main domain a normalised target counts against (its host when it has none)."""
+    host = target_host(target)
+    return main_domain(host) or host
+
+
+def count_main_domains(targets: Iterable[str]) -> int:
+    """How many distinct main domains the normalised ``targets`` span."""
+    return len({target_main_domain(t) for t in targets})
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the ways targets arrive
+# ---------------------------------------------------------------------------------------------
+
+
+def is_storage_uri(value: object) -> bool:
+    """Whether ``value`` names a file in object storage (``file://``, ``s3://``, ...), not a target.
+
+    A single string with a scheme other than ``http``/``https`` and no separators is taken as the
+    URI of a text or CSV file of targets.
+    """
+    if not isinstance(value, str):
+        return False
+    text = value.strip()
+    match = _SCHEME_RE.match(text)
+    return match is not None and match.group(1).lower() not in _DEFAULT_PORTS and "\n" not in text
+
+
+def coerce_targets(value: object) -> list[object]:
+    """Turn the ways a ``targets`` argument may arrive into a list of raw entries.
+
+    Accepted: a list or tuple; a string that renders a Python/JSON list (``"['a', 'b']"``, as a
+    templated list renders); newline- or comma-separated text. Entries are not validated here.
+
+    :param value: the rendered ``targets`` argument.
+    :return: the raw entries in order.
+    :raises TypeError: when ``value`` is none of the accepted shapes.
+    """
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, str):
+        text = value.strip().lstrip(_BOM)
+        if text.startswith("[") and text.endswith("]"):
+            try:
+                parsed = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                parsed = None
+            if isinstance(parsed, (list, tuple)):
+                return list(parsed)
+        return [part for part in re.split(r"[\r\n,]+", text) if part.strip()]
+    if isinstance(value, (set, frozenset)):
+        raise TypeError("targets must be ordered: pass a list, not a set")
+    raise TypeError(
+        f"targets must be a list of strings, a text of targets or a file URI, not {type(value).__name__}"
+    )
+
+
+def parse_target_file(text: str) -> list[str]:
+    """Read the targets of a text or CSV file: one target per line.
+
+    Blank lines and lines starting with ``#`` are skipped, and so is a header line (``target``,
+    ``url``, ``domain``...). For a CSV with several columns the column named ``target``, ``url``,
+    ``page`` or ``domain`` is read (the last column when there is no such header).
+
+    :param text: the file's content (UTF-8, BOM allowed).
+    :return: the raw entries in file order.
+    """
+    lines = [
+        line for line in text.lstrip(_BOM).splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
+    if not lines:
+        return []
+    rows = list(csv.reader(io.StringIO("\n".join(lines))))
+    header = [cell.strip().lower() for cell in rows[0]]
+    column = len(header) - 1
+    if any(cell in _HEADER_NAMES for cell in header):
+        column = next(i for i, cell in enumerate(header) if cell in _HEADER_NAMES)
+        rows = rows[1:]
+    return [row[column] if column < len(row) else "" for row in rows]
+
+
+# ---------------------------------------------------------------------------------------------
+# A validated target set
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetSet:
+    """Normalised, de-duplicated targets and the inputs each one answers.
+
+    :ivar targets: normalised targets in first-seen order, each once.
+    :ivar inputs: target -> every original input string that normalised to it, in input order.
+    """
+
+    targets: list[str]
+    inputs: dict[str, list[str]] = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def normalise_targets(values: Iterable[object]) -> TargetSet:
+    """Normalise, validate and de-duplicate targets, keeping first-seen order.
+
+    :param values: raw entries (see :func:`coerce_targets`).
+    :return: the :class:`TargetSet`.
+    :raises InvalidTargetsError: listing EVERY bad entry with its position and reason; also when
+        there are no targets at all.
+    """
+    inputs: dict[str, list[str]] = {}
+    errors: list[tuple[int, object, str]] = []
+    position = -1
+    for position, value in enumerate(values):
+        try:
+            target = normalise_target(value)
+        except _TargetRejected as exc:
+            errors.append((position, value, str(exc)))
+            continue
+        inputs.setdefault(target, []).append(value)  # type: ignore[arg-type]  # str checked above
+    if errors:
+        raise InvalidTargetsError(errors)
+    if position < 0:
+        raise InvalidTargetsError([(0, "", "no targets given")])
+    return TargetSet(targets=list(inputs), inputs=inputs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning requests
+# ---------------------------------------------------------------------------------------------
+
+
+def lower_bound(n_targets: int, n_main_domains: int) -> int:
+    """The fewest requests any plan can use: ``max(ceil(n/1000), ceil(d/100))``."""
+    return max(
+        math.ceil(n_targets / api.MAX_TARGETS_PER_REQUEST),
+        math.ceil(n_main_domains / api.MAX_MAIN_DOMAINS_PER_REQUEST),
+    )
+
+
+def plan_chunks(
+    targets: Sequence[str],
+    *,
+    max_targets: int = api.MAX_TARGETS_PER_REQUEST,
+    max_main_domains: int = api.MAX_MAIN_DOMAINS_PER_REQUEST,
+) -> list[list[str]]:
+    """Split normalised targets into as few valid requests as the packing finds.
+
+    Each chunk holds at most ``max_targets`` targets from at most ``max_main_domains`` main
+    domains. A main domain's targets stay in one chunk unless the domain alone is too big for the
+    room left, in which case it is split over the emptiest chunks.
+
+    Method: for k = the lower bound (:func:`lower_bound`), k+1, ... try to place the main domains,
+    largest first, each into the chunk with the most room for targets that still has a domain slot
+    (worst-fit decreasing, which spreads targets evenly and keeps domain slots for the small
+    domains at the end). The first k that fits is returned, so the count equals the lower bound
+    whenever this packing finds such a plan. It cannot always exist: with 1000 targets of one main
+    domain plus 199 main domains of 5 targets (n=1995, d=200, bound 2) the big domain fills a
+    request alone and the other 199 domains need two more.
+
+    Order is deterministic: targets keep their input order inside a chunk, chunks are ordered by
+    their earliest target.
+
+    :param targets: normalised, de-duplicated targets (see :func:`normalise_targets`).
+    :param max_targets: targets per request (the API's limit by default).
+    :param max_main_domains: main domains per request (the API's limit by default).
+    :return: the chunks; empty when there are no targets.
+    """
+    if not targets:
+        return []
+    position = {target: i for i, target in enumerate(targets)}
+    groups: dict[str, list[str]] = {}
+    for target in targets:
+        groups.setdefault(target_main_domain(target), []).append(target)
+    domains = sorted(groups, key=lambda d: (-len(groups[d]), position[groups[d][0]]))
+    k = lower_bound(len(targets), len(groups))
+    k = max(
+        k,
+        math.ceil(len(targets) / max_targets),
+        math.ceil(len(groups) / max_main_domains),
+    )
+    while True:
+        bins = _pack(domains, groups, k, max_targets, max_main_domains)
+        if bins is not None:
+            break
+        k += 1
+    chunks = [sorted(chunk, key=position.__getitem__) for chunk in bins if chunk]
+    chunks.sort(key=lambda chunk: position[chunk[0]])
+    return chunks
+
+
+def _pack(
+    domains: Sequence[str],
+    groups: dict[str, list[str]],
+    k: int,
+    max_targets: int,
+    max_main_domains: int,
+) -> list[list[str]] | None:
+    """Place domain groups into ``k`` bins (worst-fit decreasing with splitting), or ``None``."""
+    bins: list[list[str]] = [[] for _ in range(k)]
+    slots = [max_main_domains] * k
+    # heap of (-room, bin index) for bins that still have a domain slot and room
+    heap = [(-max_targets, i) for i in range(k)]
+    for domain in domains:
+        rest = groups[domain]
+        while rest:
+            if not heap:
+                return None
+            neg_room, i = heapq.heappop(heap)
+            room = -neg_room
+            placed, rest = rest[:room], rest[room:]
+            bins[i].extend(placed)
+            slots[i] -= 1
+            room -= len(placed)
+            if slots[i] and room:
+                heapq.heappush(heap, (-room, i))
+    return bins
