@@ -1,0 +1,120 @@
+"""``dataforseo-emulator``: serve the offline DataForSEO emulator in the foreground.
+
+::
+
+    dataforseo-emulator [--host 127.0.0.1] [--port 8765] [--login emulator] [--password emulator]
+                        [--balance 100]
+
+Defaults of login, password and port also come from ``DATAFORSEO_EMULATOR_LOGIN``,
+``DATAFORSEO_EMULATOR_PASSWORD`` and ``DATAFORSEO_EMULATOR_PORT``. Binds loopback unless
+``--host`` says otherwise. Stop it with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, Final
+
+import uvicorn
+
+from airflow_provider_dataforseo.emulator.app import create_app
+from airflow_provider_dataforseo.emulator.server import (
+    DEFAULT_LOGIN,
+    DEFAULT_PASSWORD,
+    EmulatorConfig,
+    base_url,
+    bind_socket,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+DEFAULT_PORT: Final = 8765
+ENV_LOGIN: Final = "DATAFORSEO_EMULATOR_LOGIN"
+ENV_PASSWORD: Final = "DATAFORSEO_EMULATOR_PASSWORD"
+ENV_PORT: Final = "DATAFORSEO_EMULATOR_PORT"
+
+
+def _port(text: str) -> int:
+    """argparse type: a TCP port 0-65535."""
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, not {value}")
+    return value
+
+
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser; defaults read from ``environ`` (``os.environ`` by default)."""
+    env = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(
+        prog="dataforseo-emulator",
+        description="Offline emulator of the DataForSEO v3 API (backlinks/bulk_pages_summary/live "
+        "and appendix/user_data) with deterministic synthetic data.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
+    parser.add_argument(
+        "--port",
+        type=_port,
+        default=_port(env.get(ENV_PORT, str(DEFAULT_PORT))),
+        help=f"TCP port, 0 for a free one (default: ${ENV_PORT} or {DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--login",
+        default=env.get(ENV_LOGIN, DEFAULT_LOGIN),
+        help=f"API login (default: ${ENV_LOGIN} or emulator)",
+    )
+    parser.add_argument(
+        "--password",
+        default=env.get(ENV_PASSWORD, DEFAULT_PASSWORD),
+        help=f"API password (default: ${ENV_PASSWORD} or emulator)",
+    )
+    parser.add_argument("--balance", type=float, default=100.0, help="starting balance, USD (default: 100)")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn log level (default: info)",
+    )
+    return parser
+
+
+def connection_line(config: EmulatorConfig, url: str) -> str:
+    """The one line telling where the emulator listens and which Airflow connection to use.
+
+    The password is shown only when it is the public default ``emulator``; a custom one is
+    replaced by ``***`` (credentials are never printed).
+    """
+    password = config.password if config.password == DEFAULT_PASSWORD else "***"
+    conn = {"conn_type": "dataforseo", "login": config.login, "password": password, "host": url}
+    return (
+        f"DataForSEO emulator listening on {url} (balance {config.balance_usd} USD); use "
+        f"AIRFLOW_CONN_DATAFORSEO_DEFAULT='{json.dumps(conn, separators=(',', ':'))}'"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``dataforseo-emulator``: parse, bind, print the connection, serve.
+
+    :param argv: arguments without the program name (``sys.argv[1:]`` by default).
+    :return: the exit status (0 after Ctrl-C).
+    """
+    args = build_parser().parse_args(argv)
+    config = EmulatorConfig(
+        login=args.login, password=args.password, balance_usd=args.balance, host=args.host, port=args.port
+    )
+    sock = bind_socket(config.host, config.port)
+    url = base_url(config.host, sock.getsockname()[1])
+    print(connection_line(config, url), flush=True)
+    server = uvicorn.Server(uvicorn.Config(create_app(config), log_level=args.log_level))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""DataForSeoHook against the emulator over loopback HTTP."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+import requests
+
+from airflow_provider_dataforseo import api
+from airflow_provider_dataforseo.emulator.data import summary_item
+from airflow_provider_dataforseo.exceptions import (
+    DataForSeoAuthenticationError,
+    DataForSeoError,
+    DataForSeoInvalidRequestError,
+    DataForSeoPaymentError,
+    DataForSeoRateLimitError,
+    DataForSeoServerError,
+    InvalidTargetsError,
+)
+from airflow_provider_dataforseo.hooks.dataforseo import DataForSeoHook
+from airflow_provider_dataforseo.responses import match_items
+from tests.conftest import EMULATOR_LOGIN, EMULATOR_PASSWORD, conn_json
+
+FAST_RETRY = {"retry_wait_min": 0.01, "retry_wait_max": 0.02, "max_attempts": 3}
+
+
+def _hook(monkeypatch: pytest.MonkeyPatch, url: str, **kwargs: Any) -> DataForSeoHook:
+    monkeypatch.setenv("AIRFLOW_CONN_DATAFORSEO_TEST", conn_json(url, **kwargs))
+    return DataForSeoHook("dataforseo_test", **FAST_RETRY)
+
+
+def _faults(emulator: Any, *faults: dict[str, Any]) -> None:
+    """Script the emulator's next replies (one fault per request, in order)."""
+    reply = requests.post(f"{emulator.url}/_emulator/faults", json={"faults": list(faults)}, timeout=5)
+    reply.raise_for_status()
+
+
+def _api_requests(emulator: Any) -> int:
+    stats = requests.get(f"{emulator.url}/_emulator/stats", timeout=5).json()
+    return int(stats["api_requests"])
+
+
+@pytest.fixture(autouse=True)
+def _clear_faults(emulator: Any) -> Any:
+    yield
+    requests.delete(f"{emulator.url}/_emulator/faults", timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("conn", "expected"),
+    [
+        ({"host": "http://127.0.0.1:8765"}, "http://127.0.0.1:8765"),
+        ({"host": "http://127.0.0.1:8765/"}, "http://127.0.0.1:8765"),
+        ({"host": "api.dataforseo.com"}, "https://api.dataforseo.com"),
+        ({}, "https://api.dataforseo.com"),
+        ({"extra": {"sandbox": True}}, "https://sandbox.dataforseo.com"),
+        ({"extra": {"sandbox": "true"}}, "https://sandbox.dataforseo.com"),
+        ({"extra": {"sandbox": False}}, "https://api.dataforseo.com"),
+        ({"host": "http://127.0.0.1:9", "extra": {"sandbox": True}}, "http://127.0.0.1:9"),
+    ],
+)
+def test_base_url(monkeypatch: pytest.MonkeyPatch, conn: dict[str, Any], expected: str) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DATAFORSEO_URL",
+        json.dumps({"conn_type": "dataforseo", "login": "a", "password": "b", **conn}),
+    )
+    assert DataForSeoHook("dataforseo_url").base_url == expected
+
+
+def test_session_headers_and_timeouts(monkeypatch: pytest.MonkeyPatch, emulator: Any) -> None:
+    hook = _hook(monkeypatch, emulator.url)
+    session = hook.get_conn()
+    assert session is hook.get_conn()  # one session, reused
+    assert session.headers["User-Agent"].startswith("airflow-provider-dataforseo/")
+    assert "gzip" in session.headers["Accept-Encoding"]
+    assert hook.timeout[0] == 10.0 and hook.timeout[1] > api.LIVE_TASK_TIMEOUT_SECONDS
+
+
+def test_bulk_pages_summary_returns_items_matching_the_emulator(
+    monkeypatch: pytest.MonkeyPatch, emulator: Any
+) -> None:
+    hook = _hook(monkeypatch, emulator.url)
+    targets = ["https://example.com/", "example.org", "docs.python.org"]
+    result = hook.bulk_pages_summary(targets, include_subdomains=False, rank_scale="one_hundred", tag="t1")
+    matched = match_items(result.items, targets)
+    expected = {t: summary_item(t, include_subdomains=False, rank_scale="one_hundred") for t in targets}
+    assert matched.by_target == {t: item for t, item in expected.items() if item is not None}
+    assert result.cost_usd == pytest.approx(0.02 + 0.00003 * len(result.items))
+    assert result.data["tag"] == "t1"
+    assert result.task_id
+
+
+def test_test_connection_reports_login_and_balance(monkeypatch: pytest.MonkeyPatch, emulator: Any) -> None:
+    ok, message = _hook(monkeypatch, emulator.url).test_connection()
+    assert ok is True
+    assert message.startswith(f"{EMULATOR_LOGIN}, balance ") and message.endswith(" USD")
+
+
+def test_test_connection_never_raises(monkeypatch: pytest.MonkeyPatch, emulator: Any) -> None:
+    ok, message = _hook(monkeypatch, emulator.url, password="wrong").test_connection()
+    assert ok is False and "40100" in message
+    ok, message = _hook(monkeypatch, "http://127.0.0.1:9").test_connection()
+    assert ok is False and "connection failed" in message
+
+
+def test_wrong_credentials_fail_after_exactly_one_attempt(
+    monkeypatch: pytest.MonkeyPatch, emulator: Any
+) -> None:
+    hook = _hook(monkeypatch, emulator.url, password="wrong")
+    before = _api_requests(emulator)
+    with pytest.raises(DataForSeoAuthenticationError) as info:
+        hook.bulk_pages_summary(["example.com"])
+    assert info.value.status_code == api.UNAUTHORIZED
+    assert info.value.endpoint == api.BULK_PAGES_SUMMARY_PATH
+    assert _api_requests(emulator) == before + 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "code"),
+    [
+        ({"task_status": 40204}, DataForSeoPaymentError, 40204),
+        ({"task_status": 40210}, DataForSeoPaymentError, 40210),
+        ({"envelope_status": 40200, "http_status": 402}, DataForSeoPaymentError, 40200),
+        ({"envelope_status": 40104}, DataForSeoAuthenticationError, 40104),
+        ({"task_status": 40501}, DataForSeoInvalidRequestError, 40501),
+        ({"envelope_status": 40000}, DataForSeoInvalidRequestError, 40000),
+    ],
+)
+def test_permanent_errors_are_not_retried(
+    monkeypatch: pytest.MonkeyPatch,
+    emulator: Any,
+    fault: dict[str, Any],
+    kind: type[DataForSeoError],
+    code: int,
+) -> None:
+    hook = _hook(monkeypatch, emulator.url)
+    _faults(emulator, fault)
+    before = _api_requests(emulator)
+    with pytest.raises(kind) as info:
+        hook.bulk_pages_summary(["example.com"])
+    assert info.value.status_code == code
+    assert info.value.status_message
+    assert not info.value.retryable
+    assert _api_requests(emulator) == before + 1
+    if "task_status" in fault:
+        assert info.value.task_id
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind"),
+    [
+        ({"http_status": 500}, DataForSeoServerError),
+        ({"envelope_status": 50000}, DataForSeoServerError),
+        ({"task_status": 50301}, DataForSeoServerError),
+        ({"task_status": 50401}, DataForSeoServerError),
+        ({"envelope_status": 40202}, DataForSeoRateLimitError),
+        ({"task_status": 40209}, DataForSeoRateLimitError),
+        ({"body": "not json"}, DataForSeoServerError),
+        ({"tasks_null": True}, DataForSeoServerError),
+    ],
+)
+def test_transient_errors_are_retried_then_succeed(
+    monkeypatch: pytest.MonkeyPatch,
+    emulator: Any,
+    fault: dict[str, Any],
+    kind: type[DataForSeoError],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hook = _hook(monkeypatch, emulator.url)
+    _faults(emulator, fault, fault)
+    before = _api_requests(emulator)
+    with caplog.at_level(logging.WARNING):
+        result = hook.bulk_pages_summary(["https://example.com/"])
+    assert _api_requests(emulator) == before + 3  # two faults, then success
+    assert match_items(result.items, ["https://example.com/"]).by_target == {
+        "https://example.com/": summary_item("https://example.com/")
+    }
+    assert caplog.text.count("retrying in") == 2
+    assert kind.retryable
+
+
+def test_transient_errors_give_up_after_max_attempts(monkeypatch: pytest.MonkeyPatch, emulator: Any) -> None:
+    hook = _hook(monkeypatch, emulator.url)
+    _faults(emulator, *[{"task_status": 50301}] * 5)
+    before = _api_requests(emulator)
+    with pytest.raises(DataForSeoServerError) as info:
+        hook.bulk_pages_summary(["example.com"])
+    assert info.value.status_code == 50301
+    assert _api_requests(emulator) == before + FAST_RETRY["max_attempts"]
+
+
+def test_invalid_chunks_are_refused_before_sending(monkeypatch: pytest.MonkeyPatch, emulator: Any) -> None:
+    hook = _hook(monkeypatch, emulator.url)
+    before = _api_requests(emulator)
+    with pytest.raises(InvalidTargetsError, match="1001 targets"):
+        hook.bulk_pages_summary([f"https://example.com/{i}" for i in range(1001)])
+    with pytest.raises(InvalidTargetsError, match="101 main domains"):
+        hook.bulk_pages_summary([f"site{i}.com" for i in range(101)])
+    with pytest.raises(ValueError, match="rank_scale"):
+        hook.bulk_pages_summary(["example.com"], rank_scale="one_million")
+    with pytest.raises(ValueError, match="255"):
+        hook.bulk_pages_summary(["example.com"], tag="x" * 256)
+    assert _api_requests(emulator) == before
+
+
+def test_secrets_never_reach_the_log(
+    monkeypatch: pytest.MonkeyPatch, emulator: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import base64
+
+    token = base64.b64encode(f"{EMULATOR_LOGIN}:{EMULATOR_PASSWORD}".encode()).decode()
+    hook = _hook(monkeypatch, emulator.url)
+    _faults(emulator, {"http_status": 500}, {"task_status": 40501})
+    with caplog.at_level(logging.DEBUG), pytest.raises(DataForSeoInvalidRequestError) as info:
+        hook.bulk_pages_summary(["example.com"])
+    assert caplog.records  # DEBUG logging of urllib3 and the retry warning were captured
+    for text in (caplog.text, str(info.value), repr(info.value)):
+        assert EMULATOR_PASSWORD not in text
+        assert token not in text
