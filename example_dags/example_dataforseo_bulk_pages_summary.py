@@ -79,7 +79,8 @@ def example_dataforseo_bulk_pages_summary() -> None:
         lines = [
             f"Rows: {manifest['uri']}",
             f"{manifest['items']} items for {manifest['targets']} targets "
-            f"in {manifest['requests']} requests, cost {manifest['cost_usd']:.5f} USD, {manifest['missing_targets']} targets without data",
+            f"in {manifest['requests']} requests, cost {manifest['cost_usd']:.5f} USD, "
+            f"{manifest['missing_targets']} targets without data",
             "Top pages by referring domains:",
             *(f"  {count:>10,}  {url}" for count, url in top[:10]),
             f"Pages with a lost_date: {len(lost)}",
