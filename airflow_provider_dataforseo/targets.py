@@ -29,6 +29,7 @@ valid whichever rule the API uses.
 from __future__ import annotations
 
 import ast
+import bisect
 import csv
 import heapq
 import io
@@ -319,17 +320,37 @@ def plan_chunks(
 ) -> list[list[str]]:
     """Split normalised targets into as few valid requests as the packing finds.
 
-    Each chunk holds at most ``max_targets`` targets from at most ``max_main_domains`` main
-    domains. A main domain's targets stay in one chunk unless the domain alone is too big for the
-    room left, in which case it is split over the emptiest chunks.
+    Each chunk holds at most ``max_targets`` (T) targets from at most ``max_main_domains`` (D)
+    main domains. Write n for the number of targets, d for the number of main domains, s_max for
+    the size of the largest main domain.
 
-    Method: for k = the lower bound (:func:`lower_bound`), k+1, ... try to place the main domains,
-    largest first, each into the chunk with the most room for targets that still has a domain slot
-    (worst-fit decreasing, which spreads targets evenly and keeps domain slots for the small
-    domains at the end). The first k that fits is returned, so the count equals the lower bound
-    whenever this packing finds such a plan. It cannot always exist: with 1000 targets of one main
-    domain plus 199 main domains of 5 targets (n=1995, d=200, bound 2) the big domain fills a
-    request alone and the other 199 domains need two more.
+    Method: for k = the lower bound ``max(ceil(n/T), ceil(d/D))`` (:func:`lower_bound` with the
+    given limits), k+1, ... try three packings into k chunks and return the first that fits:
+
+    1. worst-fit decreasing: main domains largest first, each into the chunk with the most room
+       for targets that still has a domain slot, split over the emptiest chunks only when it does
+       not fit (spreads targets evenly, keeps a main domain's targets together when it can);
+    2. round robin: main domains largest first dealt to chunks 1..k in turn, never split. It fits
+       whenever ``d <= k*D`` and ``n <= k*(T - s_max)`` (chunk i gets at most s_max plus, for each
+       later item, at most the mean of the k larger items dealt just before it: <= s_max + n/k);
+    3. balanced splitting: it fits whenever ``n <= k*T`` and ``d <= k*(D-1) + 1``. Proof by
+       induction on k (k = 1 is trivial): with sizes sorted, let L be the largest main domain and
+       m = floor(d/k). The first chunk takes m whole main domains W (the j smallest and m-j largest
+       besides L) and a piece a = clamp(n - (k-1)*T - sum(W), 0, s_L) of L. Averages give
+       sum(m smallest) <= m*n/d <= T and, as m+1 > d/k, sum(the d-1-m smallest) <= (k-1)*T, so
+       sum(W) walks from <= T up to >= n - (k-1)*T - s_L in steps < s_L, and the window between
+       those two values is >= s_L wide: some j puts sum(W) inside it. The chunk then has m+1 <= D
+       pieces and <= T targets, and what is left has <= (k-1)*T targets and
+       d - m <= (k-1)*(D-1) + 1 main domains (m >= d - (k-1)*(D-1) - 1 since d <= k*(D-1) + 1).
+
+    So the count equals the lower bound k whenever ``d <= k*(D-1) + 1`` or
+    (``d <= k*D`` and ``n <= k*(T - s_max)``), and it never exceeds
+    ``max(ceil(n/T), ceil((d-1)/(D-1)))``. The bound cannot always be met: with 1000 targets of
+    one main domain plus 199 main domains of 5 targets (n=1995, d=200, bound 2) the big domain
+    fills a request alone and the other 199 domains need two more. In the remaining narrow band
+    (``k*(D-1) + 1 < d <= k*D`` with little room for targets) packing is a cardinality-constrained
+    bin packing, NP-hard in general; the packings above may then use more than the bound even
+    when it is achievable.
 
     Order is deterministic: targets keep their input order inside a chunk, chunks are ordered by
     their earliest target.
@@ -346,14 +367,14 @@ def plan_chunks(
     for target in targets:
         groups.setdefault(target_main_domain(target), []).append(target)
     domains = sorted(groups, key=lambda d: (-len(groups[d]), position[groups[d][0]]))
-    k = lower_bound(len(targets), len(groups))
-    k = max(
-        k,
-        math.ceil(len(targets) / max_targets),
-        math.ceil(len(groups) / max_main_domains),
-    )
+    # the lower bound for THESE limits (lower_bound() uses the API's)
+    k = max(math.ceil(len(targets) / max_targets), math.ceil(len(groups) / max_main_domains))
     while True:
         bins = _pack(domains, groups, k, max_targets, max_main_domains)
+        if bins is None:
+            bins = _pack_round_robin(domains, groups, k, max_targets, max_main_domains)
+        if bins is None:
+            bins = _pack_balanced(domains, groups, k, max_targets, max_main_domains)
         if bins is not None:
             break
         k += 1
@@ -387,4 +408,81 @@ def _pack(
             room -= len(placed)
             if slots[i] and room:
                 heapq.heappush(heap, (-room, i))
+    return bins
+
+
+def _pack_round_robin(
+    domains: Sequence[str],
+    groups: dict[str, list[str]],
+    k: int,
+    max_targets: int,
+    max_main_domains: int,
+) -> list[list[str]] | None:
+    """Deal the domain groups (largest first) to ``k`` bins in turn, unsplit, or ``None``."""
+    if len(domains) > k * max_main_domains:
+        return None
+    bins: list[list[str]] = [[] for _ in range(k)]
+    for i, domain in enumerate(domains):
+        bins[i % k].extend(groups[domain])
+    return bins if all(len(chunk) <= max_targets for chunk in bins) else None
+
+
+def _pack_balanced(
+    domains: Sequence[str],
+    groups: dict[str, list[str]],
+    k: int,
+    max_targets: int,
+    max_main_domains: int,
+) -> list[list[str]] | None:
+    """The constructive packing of :func:`plan_chunks` (point 3), or ``None`` outside its condition.
+
+    Each bin takes ``m = floor(d/r)`` whole groups (``r`` bins left), the ``j`` smallest and
+    ``m - j`` largest besides the largest group ``L``, with the fewest large ones that leave at most
+    ``(r-1)*T`` targets, plus the piece of ``L`` still needed; the rest of ``L`` goes back in.
+    """
+    n = sum(len(groups[domain]) for domain in domains)
+    if n > k * max_targets or len(domains) > k * (max_main_domains - 1) + 1:
+        return None
+    taken = [0] * len(domains)
+
+    def take(index: int, amount: int) -> list[str]:
+        start = taken[index]
+        taken[index] = start + amount
+        return groups[domains[index]][start : start + amount]
+
+    # (remaining size, index) ascending; alive[lo:] is what is left
+    alive = sorted((len(groups[domain]), i) for i, domain in enumerate(domains))
+    lo = 0
+    rest = n
+    bins: list[list[str]] = []
+    for r in range(k, 1, -1):
+        count = len(alive) - lo
+        if not count:
+            break
+        size_l, index_l = alive.pop()
+        top = len(alive)
+        m = count // r
+        need = rest - (r - 1) * max_targets
+        j = m
+        total = sum(size for size, _ in alive[lo : lo + m])
+        while total < need - size_l and j > 0:
+            j -= 1
+            total += alive[top - (m - j)][0] - alive[lo + j][0]
+        amount = min(size_l, max(0, need - total))
+        chosen = alive[lo : lo + j] + alive[top - (m - j) : top]
+        chunk = [target for size, index in chosen for target in take(index, size)]
+        if amount:
+            chunk.extend(take(index_l, amount))
+        if len(chunk) > max_targets or len(chosen) + (amount > 0) > max_main_domains:
+            return None  # cannot happen under the condition above; never return an invalid plan
+        bins.append(chunk)
+        lo += j
+        del alive[top - (m - j) : top]
+        rest -= len(chunk)
+        if size_l > amount:
+            bisect.insort(alive, (size_l - amount, index_l), lo=lo)
+    last = [target for size, index in alive[lo:] for target in take(index, size)]
+    if len(last) > max_targets or len(alive) - lo > max_main_domains:
+        return None
+    bins.append(last)
     return bins

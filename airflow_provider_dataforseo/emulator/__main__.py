@@ -73,6 +73,21 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     )
     parser.add_argument("--balance", type=float, default=100.0, help="starting balance, USD (default: 100)")
     parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds each bulk request takes (default: 0)"
+    )
+    parser.add_argument(
+        "--max-simultaneous",
+        type=int,
+        default=None,
+        help="enforce the simultaneous-request limit (the API's is 30; above it: 40209)",
+    )
+    parser.add_argument(
+        "--per-minute-limit",
+        type=int,
+        default=None,
+        help="enforce a requests-per-minute limit (the API's default is 2000; above it: 40202)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
@@ -103,7 +118,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     config = EmulatorConfig(
-        login=args.login, password=args.password, balance_usd=args.balance, host=args.host, port=args.port
+        login=args.login,
+        password=args.password,
+        balance_usd=args.balance,
+        host=args.host,
+        port=args.port,
+        latency_seconds=args.latency,
+        max_simultaneous=args.max_simultaneous,
+        requests_per_minute=args.per_minute_limit,
     )
     sock = bind_socket(config.host, config.port)
     url = base_url(config.host, sock.getsockname()[1])

@@ -23,6 +23,7 @@ included), the finest partition the API may apply.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -43,6 +44,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_provider_dataforseo import api
 from airflow_provider_dataforseo.emulator import data
+from airflow_provider_dataforseo.emulator.limits import AccountLimits
 from airflow_provider_dataforseo.targets import main_domain, target_host
 
 if TYPE_CHECKING:
@@ -617,6 +619,8 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
     app = FastAPI(title="DataForSEO emulator", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.emulator = state
     app.state.config = cfg
+    limits = AccountLimits(cfg.max_simultaneous, cfg.requests_per_minute)
+    app.state.limits = limits
     app.add_middleware(GZipMiddleware, minimum_size=1024)
 
     @app.post(api.BULK_PAGES_SUMMARY_PATH)
@@ -634,7 +638,15 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
             return envelope(code, message, start)
         if len(tasks) > api.MAX_TASKS_PER_LIVE_POST:
             return envelope(api.TOO_MANY_TASKS_IN_LIVE_POST, MSG_ONE_TASK, start)
-        return envelope(api.OK, MSG_OK, start, [_bulk_pages_summary(state, tasks[0], start)])
+        refused = limits.enter()
+        if refused is not None:
+            return envelope(refused[0], refused[1], start)
+        try:
+            if cfg.latency_seconds > 0:
+                await asyncio.sleep(cfg.latency_seconds)
+            return envelope(api.OK, MSG_OK, start, [_bulk_pages_summary(state, tasks[0], start)])
+        finally:
+            limits.exit()
 
     @app.get(api.USER_DATA_PATH)
     async def user_data(request: Request) -> Response:

@@ -52,6 +52,11 @@ class EmulatorConfig:
     :param host: interface to bind; loopback by default.
     :param port: TCP port; ``0`` picks a free one.
     :param seed: seed of the (deterministic) task ids.
+    :param latency_seconds: time each bulk_pages_summary request takes before it answers, seconds.
+    :param max_simultaneous: enforce the API's simultaneous-request limit (the real one is 30;
+        above it: 40209); ``None`` does not enforce it.
+    :param requests_per_minute: enforce a per-minute limit (the real default is 2000; above it:
+        40202); ``None`` does not enforce it.
     """
 
     login: str = DEFAULT_LOGIN
@@ -60,6 +65,9 @@ class EmulatorConfig:
     host: str = "127.0.0.1"
     port: int = 0
     seed: int = 0
+    latency_seconds: float = 0.0
+    max_simultaneous: int | None = None
+    requests_per_minute: int | None = None
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
