@@ -40,7 +40,8 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Use sandbox",
                         "description": "Send requests to https://sandbox.dataforseo.com (dummy data, "
                         "no charge) when Host is empty.",
-                        "schema": {"type": "boolean", "default": False},
+                        # "null" too: an optional switch (the form marks a plain "boolean" required)
+                        "schema": {"type": ["boolean", "null"], "default": False},
                     }
                 },
                 "ui-field-behaviour": {

@@ -107,6 +107,9 @@ class InvalidTargetsError(ValueError):
         more = f"\n  ... and {len(self.errors) - 50} more" if len(self.errors) > 50 else ""
         super().__init__(f"{len(self.errors)} invalid target(s), nothing was sent:\n{shown}{more}")
 
+    def __reduce__(self) -> tuple[object, ...]:  # rebuild from the errors, not from the message
+        return (type(self), (self.errors,))
+
 
 _HINTS = {
     "DataForSeoAuthenticationError": "Check the connection's API login and password "

@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_dataforseo import api
 from airflow_provider_dataforseo.exceptions import DataForSeoServerError, error_for_status
@@ -74,14 +74,15 @@ def parse_task_response(payload: object, *, endpoint: str, http_status: int = 20
     """
     if not isinstance(payload, Mapping):
         raise error_for_status(
-            None if http_status < 400 else http_status,
+            None,
             f"reply is not a JSON object (HTTP {http_status})",
             endpoint=endpoint,
-            http_status=http_status,
+            # below 400 the HTTP status says nothing: an unreadable 200 is a (retryable) server fault
+            http_status=http_status if http_status >= 400 else None,
         )
     code, message = _status(payload)
     if code != api.OK:
-        if code is None and http_status == 200:
+        if code is None and http_status < 400:
             raise DataForSeoServerError("reply has no envelope status_code", endpoint=endpoint)
         raise error_for_status(code, message, endpoint=endpoint, http_status=http_status)
     tasks = payload.get("tasks")
@@ -142,6 +143,9 @@ def match_keys(url: object) -> list[str]:
         if parts.path == "/" and not parts.query and parts.hostname:
             host = parts.hostname
             keys.append(host[4:] if host.startswith("www.") else host)
+        elif parts.path != "/":  # the same page with or without its trailing slash, as a fallback
+            path = parts.path[:-1] if parts.path.endswith("/") else f"{parts.path}/"
+            keys.append(urlunsplit((parts.scheme, parts.netloc, path, parts.query, "")))
     else:
         keys.extend([f"https://{key}/", f"http://{key}/"])
     return keys
@@ -172,7 +176,11 @@ def match_items(items: Iterable[Item], targets: Sequence[str]) -> MatchedItems:
     by_target: dict[str, Item] = {}
     unmatched: list[Item] = []
     for item in items:
-        for key in match_keys(item.get("url")):
+        url = item.get("url")
+        if isinstance(url, str) and url in wanted and url not in by_target:
+            by_target[url] = item  # the exact echo of a target sent: no need to normalise (~20 us)
+            continue
+        for key in match_keys(url):
             if key in wanted and key not in by_target:
                 by_target[key] = item
                 break

@@ -110,8 +110,6 @@ def normalise_target(value: object) -> str:
         raise _TargetRejected("empty")
     if any(ch.isspace() for ch in text):
         raise _TargetRejected("whitespace inside")
-    if len(text) > MAX_TARGET_LENGTH:
-        raise _TargetRejected(f"longer than {MAX_TARGET_LENGTH} characters")
     scheme_match = _SCHEME_RE.match(text)
     if scheme_match:
         return _normalise_page(text, scheme_match.group(1).lower())
@@ -152,9 +150,13 @@ def _normalise_domain(text: str) -> str:
 
 def target_host(target: str) -> str:
     """The host of a normalised target (a page's host, or the domain itself)."""
-    if "://" in target:
-        return urlsplit(target).hostname or ""
-    return target
+    _, sep, rest = target.partition("://")
+    if not sep:
+        return target
+    netloc = rest.partition("/")[0]
+    if netloc.isascii() and netloc.isprintable() and not any(ch in netloc for ch in "?#@[] "):
+        return netloc.partition(":")[0].lower()  # fast path: a normalised target's host[:port]
+    return urlsplit(target).hostname or ""
 
 
 @lru_cache(maxsize=65536)
@@ -324,8 +326,10 @@ def plan_chunks(
     main domains. Write n for the number of targets, d for the number of main domains, s_max for
     the size of the largest main domain.
 
-    Method: for k = the lower bound ``max(ceil(n/T), ceil(d/D))`` (:func:`lower_bound` with the
-    given limits), k+1, ... try three packings into k chunks and return the first that fits:
+    Method: for k = the lower bound ``max(ceil(n/T), ceil(p/D))`` (:func:`lower_bound` with the
+    given limits, where p, the sum over main domains of ``ceil(size/T)``, replaces d: a main domain
+    of more than T targets takes a domain slot in each of several chunks), k+1, ... try three
+    packings into k chunks and return the first that fits:
 
     1. worst-fit decreasing: main domains largest first, each into the chunk with the most room
        for targets that still has a domain slot, split over the emptiest chunks only when it does
@@ -345,7 +349,8 @@ def plan_chunks(
 
     So the count equals the lower bound k whenever ``d <= k*(D-1) + 1`` or
     (``d <= k*D`` and ``n <= k*(T - s_max)``), and it never exceeds
-    ``max(ceil(n/T), ceil((d-1)/(D-1)))``. The bound cannot always be met: with 1000 targets of
+    ``max(ceil(n/T), ceil((d-1)/(D-1)))`` (for D >= 2; with D = 1 it is the sum over main domains
+    of ``ceil(size/T)``, the optimum). The bound cannot always be met: with 1000 targets of
     one main domain plus 199 main domains of 5 targets (n=1995, d=200, bound 2) the big domain
     fills a request alone and the other 199 domains need two more. In the remaining narrow band
     (``k*(D-1) + 1 < d <= k*D`` with little room for targets) packing is a cardinality-constrained
@@ -367,8 +372,10 @@ def plan_chunks(
     for target in targets:
         groups.setdefault(target_main_domain(target), []).append(target)
     domains = sorted(groups, key=lambda d: (-len(groups[d]), position[groups[d][0]]))
-    # the lower bound for THESE limits (lower_bound() uses the API's)
-    k = max(math.ceil(len(targets) / max_targets), math.ceil(len(groups) / max_main_domains))
+    # the lower bound for THESE limits (lower_bound() uses the API's); a main domain bigger than
+    # max_targets needs several pieces, each taking a domain slot of its own chunk
+    pieces = sum(-(-len(group) // max_targets) for group in groups.values())
+    k = max(math.ceil(len(targets) / max_targets), math.ceil(pieces / max_main_domains))
     while True:
         bins = _pack(domains, groups, k, max_targets, max_main_domains)
         if bins is None:
@@ -434,14 +441,16 @@ def _pack_balanced(
     max_targets: int,
     max_main_domains: int,
 ) -> list[list[str]] | None:
-    """The constructive packing of :func:`plan_chunks` (point 3), or ``None`` outside its condition.
+    """The constructive packing of :func:`plan_chunks` (point 3), or ``None`` when it fails.
 
-    Each bin takes ``m = floor(d/r)`` whole groups (``r`` bins left), the ``j`` smallest and
+    Each bin (``r`` bins left) takes ``m = floor(d/r)`` whole groups, the ``j`` smallest and
     ``m - j`` largest besides the largest group ``L``, with the fewest large ones that leave at most
     ``(r-1)*T`` targets, plus the piece of ``L`` still needed; the rest of ``L`` goes back in.
+    While ``d > r*(D-1) + 1`` (never, when it holds at the start) a bin takes ``D`` whole groups
+    chosen the same way instead, when some choice fits: a best effort beyond the guarantee.
     """
     n = sum(len(groups[domain]) for domain in domains)
-    if n > k * max_targets or len(domains) > k * (max_main_domains - 1) + 1:
+    if n > k * max_targets or len(domains) > k * max_main_domains:
         return None
     taken = [0] * len(domains)
 
@@ -459,6 +468,20 @@ def _pack_balanced(
         count = len(alive) - lo
         if not count:
             break
+        if count > r * (max_main_domains - 1) + 1:  # no room for splits: D whole groups
+            m, top, j = max_main_domains, len(alive), max_main_domains
+            total = sum(size for size, _ in alive[lo : lo + m])
+            while total < rest - (r - 1) * max_targets and j > 0:
+                j -= 1
+                total += alive[top - (m - j)][0] - alive[lo + j][0]
+            if total > max_targets or total < rest - (r - 1) * max_targets:
+                return None
+            chosen = alive[lo : lo + j] + alive[top - (m - j) : top]
+            bins.append([target for size, index in chosen for target in take(index, size)])
+            lo += j
+            del alive[top - (m - j) : top]
+            rest -= total
+            continue
         size_l, index_l = alive.pop()
         top = len(alive)
         m = count // r

@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import ObjectStoragePath, Param, dag, task
+from airflow.sdk import Asset, ObjectStoragePath, Param, dag, task
 
 from airflow_provider_dataforseo.operators.bulk_pages_summary import BulkPagesSummaryOperator
 
 TARGETS_URI = (Path(__file__).resolve().parent / "data" / "top_sites_targets.txt").as_uri()
 OUTPUT_ROOT = os.environ.get("DATAFORSEO_OUTPUT_ROOT", "file:///tmp/dataforseo").rstrip("/")
+#: Updated by every successful fetch; example_dataforseo_asset_consumer is scheduled on it.
+BACKLINKS_ASSET = Asset(name="dataforseo_bulk_pages_summary")
 
 
 @dag(
@@ -41,6 +43,12 @@ OUTPUT_ROOT = os.environ.get("DATAFORSEO_OUTPUT_ROOT", "file:///tmp/dataforseo")
             description="A file URI (one target per line) or targets separated by commas or newlines: "
             "pages as https:// URLs, domains without scheme or www.",
         ),
+        "include_subdomains": Param(
+            True,
+            type="boolean",
+            title="Include subdomains",
+            description="Count backlinks pointing to the targets' subdomains too (the API's default).",
+        ),
         "output_root": Param(
             OUTPUT_ROOT,
             type="string",
@@ -55,8 +63,9 @@ def example_dataforseo_bulk_pages_summary() -> None:
         task_id="fetch_bulk_pages_summary",
         targets="{{ params.targets }}",
         output_path="{{ params.output_root }}/{{ dag.dag_id }}/{{ run_id }}/",
-        include_subdomains=True,
+        include_subdomains="{{ params.include_subdomains }}",
         tag="{{ dag.dag_id }}/{{ run_id }}",
+        outlets=[BACKLINKS_ASSET],  # each run's asset event carries the manifest
         max_active_requests=10,
         retries=2,
     )

@@ -18,7 +18,7 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "example_dags")
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 
-from typing import TYPE_CHECKING  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -77,3 +77,66 @@ def run_dag(dag: object, **kwargs: object) -> object:
     bag.bag_dag(dag)  # type: ignore[arg-type]
     sync_bag_to_db(bag, "dags-folder", None)
     return dag.test(**kwargs)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[str]:
+    """moto's S3-protocol server on 127.0.0.1 and a free port; yields its endpoint URL.
+
+    Started here (never assumed running) and polled until it answers, then stopped at the end.
+    """
+    import time
+
+    import requests
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    deadline = time.monotonic() + 30
+    while True:  # poll readiness: moto's own API answers once the app is loaded
+        try:
+            if requests.get(f"{url}/moto-api/data.json", timeout=2).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            server.stop()
+            raise RuntimeError(f"moto server did not answer on {url}")
+        time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+def aws_conn_json(endpoint_url: str) -> str:
+    """An ``AIRFLOW_CONN_...`` JSON value for an ``aws`` connection to an S3-compatible endpoint."""
+    import json
+
+    return json.dumps(
+        {
+            "conn_type": "aws",
+            "login": "testing-key-id",
+            "password": "testing-secret-key",
+            "extra": {"region_name": "us-east-1", "endpoint_url": endpoint_url},
+        }
+    )
+
+
+@pytest.fixture
+def airflow_api(airflow_db: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Airflow's own REST API app (``/api/v2`` and ``/ui``) in-process, as a FastAPI TestClient.
+
+    Simple auth manager with every user admin; ``[core] test_connection`` enabled.
+    """
+    from airflow.api_fastapi.app import create_app, purge_cached_app
+    from fastapi.testclient import TestClient
+
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
+    monkeypatch.setenv("AIRFLOW__CORE__TEST_CONNECTION", "Enabled")
+    purge_cached_app()
+    with TestClient(create_app(apps="core")) as client:
+        yield client
+    purge_cached_app()

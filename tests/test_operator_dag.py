@@ -106,6 +106,7 @@ def test_object_storage_output_and_manifest_and_retry_overwrites(emulator: Any, 
         "cost_usd": pytest.approx(n_requests * 0.02 + len(known) * 0.00003, abs=1e-6),
         "missing_targets": len(target_set) - len(known),
         "unmatched_items": 0,
+        "rejected_targets": [],
     }
     assert n_requests == 15  # 1500 main domains -> 15 requests of <= 100 main domains
     assert sorted(row["target"] for row in rows) == sorted(known)

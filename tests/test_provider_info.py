@@ -32,7 +32,7 @@ def test_connection_form_matches_provider_yaml_schema() -> None:
     assert conn["ui-field-behaviour"]["relabeling"]["login"] == "API login"
     assert conn["ui-field-behaviour"]["relabeling"]["password"] == "API password"
     assert conn["ui-field-behaviour"]["placeholders"]["host"] == "https://api.dataforseo.com"
-    assert conn["conn-fields"]["sandbox"]["schema"] == {"type": "boolean", "default": False}
+    assert conn["conn-fields"]["sandbox"]["schema"] == {"type": ["boolean", "null"], "default": False}
     assert {"schema", "port"} <= set(conn["ui-field-behaviour"]["hidden-fields"])
 
 

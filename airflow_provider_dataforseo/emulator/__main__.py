@@ -3,11 +3,18 @@
 ::
 
     dataforseo-emulator [--host 127.0.0.1] [--port 8765] [--login emulator] [--password emulator]
-                        [--balance 100]
+                        [--balance 100] [--latency S] [--max-simultaneous N] [--per-minute-limit N]
+                        [--fault KIND=SHARE ...] [--fault-mix SHARE] [--fault-seed N] [--hang-seconds S]
+                        [--slow-seconds S] [--drop-share X] [--reject-share X] [--reject-target T ...]
+                        [--date YYYY-MM-DD]
 
 Defaults of login, password and port also come from ``DATAFORSEO_EMULATOR_LOGIN``,
 ``DATAFORSEO_EMULATOR_PASSWORD`` and ``DATAFORSEO_EMULATOR_PORT``. Binds loopback unless
-``--host`` says otherwise. Stop it with Ctrl-C.
+``--host`` says otherwise. ``--date`` sets the simulated date the items stand on (default
+2026-11-01, the data's epoch; later dates evolve them, see
+:mod:`airflow_provider_dataforseo.emulator.clock`; change it at run time with ``POST
+/_emulator/clock``). Fault injection (``--fault``, ``--fault-mix``, ...) is described in
+:mod:`airflow_provider_dataforseo.emulator.faults`. Stop it with Ctrl-C.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from typing import TYPE_CHECKING, Final
 
 import uvicorn
 
+from airflow_provider_dataforseo import api
+from airflow_provider_dataforseo.emulator import faults, simclock
 from airflow_provider_dataforseo.emulator.app import create_app
 from airflow_provider_dataforseo.emulator.server import (
     DEFAULT_LOGIN,
@@ -31,6 +40,7 @@ from airflow_provider_dataforseo.emulator.server import (
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+    from datetime import date
 
 DEFAULT_PORT: Final = 8765
 ENV_LOGIN: Final = "DATAFORSEO_EMULATOR_LOGIN"
@@ -44,6 +54,14 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port must be 0-65535, not {value}")
     return value
+
+
+def _simulated_date(text: str) -> date:
+    """argparse type: a simulated date ``YYYY-MM-DD`` within the emulator's range."""
+    try:
+        return simclock.parse_date(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
@@ -78,14 +96,20 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     parser.add_argument(
         "--max-simultaneous",
         type=int,
+        nargs="?",
+        const=api.MAX_SIMULTANEOUS_REQUESTS,
         default=None,
-        help="enforce the simultaneous-request limit (the API's is 30; above it: 40209)",
+        metavar="N",
+        help="enforce the simultaneous-request limit, N or the API's 30 (above it: 40209)",
     )
     parser.add_argument(
         "--per-minute-limit",
         type=int,
+        nargs="?",
+        const=api.DEFAULT_REQUESTS_PER_MINUTE,
         default=None,
-        help="enforce a requests-per-minute limit (the API's default is 2000; above it: 40202)",
+        metavar="N",
+        help="enforce a requests-per-minute limit, N or the API's default 2000 (above it: 40202)",
     )
     parser.add_argument(
         "--log-level",
@@ -93,6 +117,14 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         choices=["critical", "error", "warning", "info", "debug"],
         help="uvicorn log level (default: info)",
     )
+    parser.add_argument(
+        "--date",
+        type=_simulated_date,
+        default=None,
+        help=f"simulated date the data stand on, YYYY-MM-DD (default: {simclock.EPOCH.isoformat()}); "
+        "change it at run time with POST /_emulator/clock",
+    )
+    faults.add_cli_arguments(parser)
     return parser
 
 
@@ -116,7 +148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     :param argv: arguments without the program name (``sys.argv[1:]`` by default).
     :return: the exit status (0 after Ctrl-C).
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        fault_config = faults.config_from_args(args)
+    except faults.FaultConfigError as exc:
+        parser.error(str(exc))
     config = EmulatorConfig(
         login=args.login,
         password=args.password,
@@ -126,10 +163,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         latency_seconds=args.latency,
         max_simultaneous=args.max_simultaneous,
         requests_per_minute=args.per_minute_limit,
+        faults=fault_config,
+        simulated_date=args.date,
     )
     sock = bind_socket(config.host, config.port)
     url = base_url(config.host, sock.getsockname()[1])
     print(connection_line(config, url), flush=True)
+    if fault_config is not None:
+        print(f"Injecting {faults.describe(fault_config)}", flush=True)
+    if args.date is not None:
+        print(f"Simulated date: {args.date.isoformat()}", flush=True)
     server = uvicorn.Server(uvicorn.Config(create_app(config), log_level=args.log_level))
     try:
         server.run(sockets=[sock])

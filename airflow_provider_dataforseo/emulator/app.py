@@ -9,9 +9,11 @@ Plays two endpoints faithfully enough that a client cannot tell it from the real
 Everything else answers HTTP 404 with envelope ``40400 "Not Found."``, except the emulator's
 own control API under ``/_emulator`` (for tests, not part of the real API): ``POST
 /_emulator/faults`` queues scripted faults for the next API requests (see :func:`check_fault`),
-``DELETE /_emulator/faults`` clears them, ``GET /_emulator/stats`` reports counters. Status codes and
-messages follow ``https://docs.dataforseo.com/v3/appendix/errors/``: HTTP 200 for almost
-everything, the outcome in ``status_code`` at the envelope AND the task level. Field errors are
+``DELETE /_emulator/faults`` clears them, ``GET /_emulator/stats`` reports counters, and
+``/_emulator/fault-injection`` sets seeded random faults for a share of requests (:mod:`.faults`),
+``/_emulator/clock`` reads and sets the simulated date the items stand on (:mod:`.simclock`).
+Status codes and messages follow ``https://docs.dataforseo.com/v3/appendix/errors/``: HTTP 200 for
+almost everything, the outcome in ``status_code`` at the envelope AND the task level. Field errors are
 task-level (envelope 20000, ``tasks_error`` 1, task ``40501``, ``result: null``, cost 0).
 
 Target validation here is deliberately independent of
@@ -33,7 +35,7 @@ import re
 import secrets
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
@@ -43,7 +45,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_provider_dataforseo import api
-from airflow_provider_dataforseo.emulator import data
+from airflow_provider_dataforseo.emulator import data, faults, simclock
 from airflow_provider_dataforseo.emulator.limits import AccountLimits
 from airflow_provider_dataforseo.targets import main_domain, target_host
 
@@ -402,16 +404,30 @@ def _unauthorised(start: float) -> JSONResponse:
 # ---------------------------------------------------------------------------------------------
 
 
-def _bulk_pages_summary(state: EmulatorState, task: dict[str, Any], start: float) -> dict[str, Any]:
-    """Run one validated-or-not bulk_pages_summary task and return its ``tasks[i]`` object."""
+def _bulk_pages_summary(
+    state: EmulatorState,
+    task: dict[str, Any],
+    start: float,
+    injector: faults.FaultInjector | None = None,
+    *,
+    as_of: date | None = None,
+) -> dict[str, Any]:
+    """Run one validated-or-not bulk_pages_summary task and return its ``tasks[i]`` object.
+
+    ``injector`` may declare some targets invalid (40501, see :mod:`.faults`). ``as_of`` is the
+    simulated date the items stand on (``None``: the data's epoch; see :mod:`.simclock`).
+    """
     echo = {"api": "backlinks", "function": "bulk_pages_summary", **task}
     problem = validate_task(task)
+    if not problem and injector is not None and injector.rejected_in(task["targets"]):
+        problem = invalid_field("targets")
     if problem:
         return _task(state, api.INVALID_FIELD, problem, start, path=_BULK_PATH, data_echo=echo)
     items = data.summary_items(
         task["targets"],
         include_subdomains=task.get("include_subdomains", True),
         rank_scale=task.get("rank_scale", "one_thousand"),
+        as_of=as_of,
     )
     cost_units = task_cost_units(len(items))
     if not state.charge(cost_units):
@@ -568,6 +584,33 @@ def fault_reply(
     return envelope(code, message, start, None, http_status=http_status)
 
 
+def injected_error_reply(
+    fault: faults.InjectedFault, state: EmulatorState, start: float, task: Mapping[str, Any]
+) -> Response | None:
+    """The reply of an injected fault that answers without running the task (nothing charged).
+
+    :param fault: the fault chosen for the request (see :mod:`.faults`).
+    :param state: the account state (task ids).
+    :param start: when the request arrived (``time.perf_counter()``).
+    :param task: the posted task (echoed in a failed task's ``data``).
+    :return: the reply, or ``None`` for faults that need the computed reply (``hang``, ``slow``,
+        ``disconnect``, ``truncated``, ``drop_items``).
+    """
+    if fault.kind == faults.HTTP_500:
+        return envelope(api.INTERNAL_ERROR, MSG_INTERNAL_ERROR, start, http_status=500)
+    if fault.kind in faults.ENVELOPE_STATUS:
+        code = faults.ENVELOPE_STATUS[fault.kind]
+        return envelope(code, FAULT_MESSAGES[code], start)
+    if fault.kind == faults.TASK_ERROR:
+        code = fault.task_status
+        echo = {"api": "backlinks", "function": "bulk_pages_summary", **task}
+        failed = _task(state, code, FAULT_MESSAGES[code], start, path=_BULK_PATH, data_echo=echo)
+        return envelope(api.OK, MSG_OK, start, [failed])
+    if fault.kind == faults.NOT_JSON:
+        return faults.not_json_reply()
+    return None
+
+
 def _register_control_routes(app: FastAPI, state: EmulatorState) -> None:
     """``/_emulator/faults`` (POST to queue, DELETE to clear) and ``/_emulator/stats`` (GET).
 
@@ -621,13 +664,18 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
     app.state.config = cfg
     limits = AccountLimits(cfg.max_simultaneous, cfg.requests_per_minute)
     app.state.limits = limits
+    injector = faults.FaultInjector(cfg.faults)
+    app.state.faults = injector
+    sim_clock = simclock.SimulatedClock(cfg.simulated_date)
+    app.state.clock = sim_clock
     app.add_middleware(GZipMiddleware, minimum_size=1024)
 
     @app.post(api.BULK_PAGES_SUMMARY_PATH)
     async def bulk_pages_summary(request: Request) -> Response:
         start = time.perf_counter()
         fault = state.begin_api_request()
-        tasks, code, message = parse_body(await request.body())
+        raw = await request.body()
+        tasks, code, message = parse_body(raw)
         if fault is not None:
             echo = {"api": "backlinks", "function": "bulk_pages_summary", **(tasks[0] if tasks else {})}
             return fault_reply(fault, state, start, path=_BULK_PATH, data_echo=echo)
@@ -638,13 +686,22 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
             return envelope(code, message, start)
         if len(tasks) > api.MAX_TASKS_PER_LIVE_POST:
             return envelope(api.TOO_MANY_TASKS_IN_LIVE_POST, MSG_ONE_TASK, start)
+        injected = injector.choose(raw)
+        if injected is not None:
+            early = injected_error_reply(injected, state, start, tasks[0])
+            if early is not None:
+                return early
         refused = limits.enter()
         if refused is not None:
             return envelope(refused[0], refused[1], start)
         try:
+            await injector.delay(injected)
             if cfg.latency_seconds > 0:
                 await asyncio.sleep(cfg.latency_seconds)
-            return envelope(api.OK, MSG_OK, start, [_bulk_pages_summary(state, tasks[0], start)])
+            task = _bulk_pages_summary(state, tasks[0], start, injector, as_of=sim_clock.current)
+            if injected is not None and injected.kind == faults.DROP_ITEMS:
+                faults.drop_items(injected, task, injector.config.drop_share)
+            return faults.mangle(injected, envelope(api.OK, MSG_OK, start, [task]))
         finally:
             limits.exit()
 
@@ -664,6 +721,8 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
         return envelope(api.OK, MSG_OK, start, [task])
 
     _register_control_routes(app, state)
+    faults.register_routes(app, injector)
+    simclock.register_routes(app, sim_clock)
 
     @app.exception_handler(StarletteHTTPException)
     async def not_found(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -32,6 +32,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
 
 from airflow_provider_dataforseo import api
+from airflow_provider_dataforseo.emulator import clock
 from airflow_provider_dataforseo.targets import main_domain, target_host
 
 if TYPE_CHECKING:
@@ -39,8 +40,9 @@ if TYPE_CHECKING:
 
 #: ``type`` of every item (endpoint doc, ``items[].type``).
 ITEM_TYPE: Final = "backlinks_page_summary"
-#: The emulator's fixed "today", UTC: every date is drawn before it, so data do not drift with the
-#: wall clock. A later "simulated date" feature will replace it with ``as_of``.
+#: The emulator's epoch, UTC: every item is drawn as it stands on this day (all dates before it),
+#: so data do not drift with the wall clock; a later simulated date (``as_of``) evolves the items
+#: from here with :mod:`.clock`.
 DATA_AS_OF: Final = datetime(2026, 11, 1, tzinfo=timezone.utc)
 #: Share of targets the emulated database does not know (no item at all), 0-1.
 UNKNOWN_SHARE: Final = 0.03
@@ -287,13 +289,14 @@ def summary_item(
     :param include_subdomains: the task's ``include_subdomains``; for domains ``True`` gives
         larger counts than ``False``; ignored for pages.
     :param rank_scale: ``"one_thousand"`` (ranks 0-1000) or ``"one_hundred"`` (0-100).
-    :param as_of: reserved for a later "simulated date" feature; accepted and IGNORED for now
-        (dates are drawn before :data:`DATA_AS_OF`, 2026-11-01 UTC).
+    :param as_of: the simulated date (UTC day). ``None`` or a day up to :data:`DATA_AS_OF`
+        (2026-11-01) gives the epoch's item; a later day gives the item evolved by
+        :func:`.clock.evolve_item` (backlinks gained or lost, ``lost_date`` set or cleared,
+        ``broken_backlinks`` changed for a deterministic share of items).
     :return: the item (a JSON-ready dict; dates ``"YYYY-MM-DD HH:MM:SS +00:00"`` UTC), or ``None``
         for the ~3 % of targets the emulated database does not know.
     :raises ValueError: for an unknown ``rank_scale``.
     """
-    del as_of  # reserved, see docstring
     if rank_scale not in api.RANK_SCALES:
         raise ValueError(f"rank_scale must be one of {api.RANK_SCALES}, not {rank_scale!r}")
     if not is_known(target):
@@ -304,7 +307,7 @@ def summary_item(
     host = target_host(target).lower()
     main = main_domain(host) or host
     links = profile.backlinks
-    return {
+    item = {
         "type": ITEM_TYPE,
         "url": target,
         "rank": _scale_rank(_rank_1000(profile.referring_main_domains, profile.rank_jitter), rank_scale),
@@ -330,6 +333,9 @@ def summary_item(
         "referring_links_semantic_locations": _breakdown(detail, links, _SEMANTIC_KEYS),
         "referring_links_countries": _breakdown(detail, links, _COUNTRY_KEYS),
     }
+    if as_of is None or as_of <= DATA_AS_OF.date():
+        return item
+    return clock.evolve_item(item, canonical(target), epoch=DATA_AS_OF.date(), as_of=as_of)
 
 
 def summary_items(
@@ -344,7 +350,7 @@ def summary_items(
     :param targets: the task's targets as sent (already validated by the caller).
     :param include_subdomains: see :func:`summary_item`.
     :param rank_scale: see :func:`summary_item`.
-    :param as_of: see :func:`summary_item` (ignored for now).
+    :param as_of: see :func:`summary_item` (the simulated date).
     :return: the items; unknown targets are left out, duplicates answered once.
     """
     items = []

@@ -25,11 +25,13 @@ from airflow_provider_dataforseo import api
 from airflow_provider_dataforseo.emulator.app import create_app
 
 if TYPE_CHECKING:
+    from datetime import date
     from types import TracebackType
 
     from fastapi import FastAPI
 
     from airflow_provider_dataforseo.emulator.app import EmulatorState
+    from airflow_provider_dataforseo.emulator.faults import FaultConfig
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,12 @@ class EmulatorConfig:
         above it: 40209); ``None`` does not enforce it.
     :param requests_per_minute: enforce a per-minute limit (the real default is 2000; above it:
         40202); ``None`` does not enforce it.
+    :param faults: seeded random faults for a share of requests (see
+        :mod:`~airflow_provider_dataforseo.emulator.faults`); ``None`` injects none. Changeable at
+        run time through ``/_emulator/fault-injection``.
+    :param simulated_date: the simulated date (UTC day) items stand on at start; ``None`` for the
+        data's epoch, 2026-11-01. Changeable at run time through ``/_emulator/clock`` (see
+        :mod:`~airflow_provider_dataforseo.emulator.simclock`).
     """
 
     login: str = DEFAULT_LOGIN
@@ -68,6 +76,8 @@ class EmulatorConfig:
     latency_seconds: float = 0.0
     max_simultaneous: int | None = None
     requests_per_minute: int | None = None
+    faults: FaultConfig | None = None
+    simulated_date: date | None = None
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

@@ -22,6 +22,7 @@ from airflow_provider_dataforseo.exceptions import (
     InvalidTargetsError,
     error_for_status,
 )
+from airflow_provider_dataforseo.ratelimit import RequestLimiter
 from airflow_provider_dataforseo.responses import TaskResult, parse_task_response
 from airflow_provider_dataforseo.targets import count_main_domains, lower_bound
 
@@ -57,12 +58,57 @@ class DataForSeoHook(BaseHook):
     :param retry_wait_max: largest backoff between attempts, seconds.
     :param max_retry_seconds: stop retrying once this many seconds have passed since the first try.
     :param pool_maxsize: HTTP connections kept open (>= the requests in flight).
+    :param limiter: caps requests in flight and per minute for every thread using this hook; each
+        HTTP attempt (retries included) takes a slot. Default: a
+        :class:`~airflow_provider_dataforseo.ratelimit.RequestLimiter` of 30 in flight (the API's
+        limit) and 1800 per minute (below the API's default 2000).
     """
 
     conn_name_attr = "dataforseo_conn_id"
     default_conn_name = "dataforseo_default"
     conn_type = "dataforseo"
     hook_name = "DataForSEO"
+
+    # -- connection form on Airflow 3.1 ----------------------------------------------------------
+    # Airflow >= 3.2 reads the form from ``conn-fields``/``ui-field-behaviour`` in the provider info
+    # and never calls these two; Airflow 3.1 only knows these. Both derive from the provider info.
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Hidden, relabelled and placeholder fields of the connection form (Airflow 3.1).
+
+        :return: ``{"hidden_fields": [...], "relabeling": {...}, "placeholders": {...}}`` from the
+            provider info's ``ui-field-behaviour``.
+        """
+        from airflow_provider_dataforseo import get_provider_info
+
+        behaviour = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
+        return {
+            "hidden_fields": list(behaviour["hidden-fields"]),
+            "relabeling": dict(behaviour["relabeling"]),
+            "placeholders": dict(behaviour["placeholders"]),
+        }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The extra fields of the connection form (Airflow 3.1): the ``sandbox`` switch.
+
+        :return: ``{"sandbox": BooleanField(...)}`` from the provider info's ``conn-fields``.
+        """
+        from flask_babel import lazy_gettext
+        from wtforms import BooleanField
+
+        from airflow_provider_dataforseo import get_provider_info
+
+        fields = get_provider_info()["connection-types"][0]["conn-fields"]
+        return {
+            name: BooleanField(
+                lazy_gettext(spec["label"]),
+                description=spec["description"],
+                default=spec["schema"]["default"],
+            )
+            for name, spec in fields.items()
+        }
 
     def __init__(
         self,
@@ -74,6 +120,7 @@ class DataForSeoHook(BaseHook):
         retry_wait_max: float = 60.0,
         max_retry_seconds: float = 600.0,
         pool_maxsize: int = api.MAX_SIMULTANEOUS_REQUESTS,
+        limiter: RequestLimiter | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -86,6 +133,7 @@ class DataForSeoHook(BaseHook):
         self.retry_wait_max = retry_wait_max
         self.max_retry_seconds = max_retry_seconds
         self.pool_maxsize = pool_maxsize
+        self.limiter = limiter if limiter is not None else RequestLimiter()
         self._session_lock = threading.Lock()
 
     # -- connection --------------------------------------------------------------------------
@@ -151,7 +199,9 @@ class DataForSeoHook(BaseHook):
         """One HTTP exchange, no retry: transport faults become :class:`DataForSeoServerError`."""
         url = f"{self.base_url}{endpoint}"
         try:
-            response = self.get_conn().request(method, url, json=body, timeout=self.timeout)
+            session = self.get_conn()
+            with self.limiter.request():
+                response = session.request(method, url, json=body, timeout=self.timeout)
         except requests.Timeout as exc:
             raise DataForSeoServerError(
                 f"timed out ({type(exc).__name__}) after {self.timeout} s", endpoint=endpoint
@@ -240,6 +290,9 @@ class DataForSeoHook(BaseHook):
     def test_connection(self) -> tuple[bool, str]:
         """Check the credentials with the free ``user_data`` call; never raises.
 
+        The result is also logged (INFO), because ``airflow connections test`` prints only
+        "Connection success!" and not the message.
+
         :return: ``(True, "<login>, balance <x> USD")`` or ``(False, <reason>)``.
         """
         try:
@@ -248,7 +301,9 @@ class DataForSeoHook(BaseHook):
             return False, str(exc)
         money = account.get("money") if isinstance(account.get("money"), Mapping) else {}
         balance = money.get("balance") if isinstance(money, Mapping) else None
-        return True, f"{account.get('login', '?')}, balance {balance} USD"
+        message = f"{account.get('login', '?')}, balance {balance} USD"
+        log.info("DataForSEO connection %r works: %s", self.dataforseo_conn_id, message)
+        return True, message
 
     def close(self) -> None:
         """Close the HTTP session, if one was opened."""

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, ObjectStoragePath
+from airflow.sdk import Asset, BaseOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_dataforseo import api
+from airflow_provider_dataforseo.checkpoint import Checkpoint
 from airflow_provider_dataforseo.exceptions import DataForSeoError, InvalidTargetsError
-from airflow_provider_dataforseo.fetch import FetchSummary, Row, fetch_bulk_pages_summary
+from airflow_provider_dataforseo.fetch import ChunkOutcome, FetchSummary, Row, fetch_bulk_pages_summary
 from airflow_provider_dataforseo.hooks.dataforseo import DataForSeoHook, check_rank_scale, check_tag
+from airflow_provider_dataforseo.planning import load_chunk_group, normalise_stream, read_target_lines
+from airflow_provider_dataforseo.ratelimit import (
+    DEFAULT_REQUESTS_PER_MINUTE,
+    CostLimitExceededError,
+    RequestLimiter,
+    check_max_cost,
+)
 from airflow_provider_dataforseo.targets import (
     TargetSet,
     coerce_targets,
@@ -20,12 +29,11 @@ from airflow_provider_dataforseo.targets import (
     is_storage_uri,
     lower_bound,
     normalise_targets,
-    parse_target_file,
     plan_chunks,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from airflow.sdk import Context
 
@@ -44,15 +52,40 @@ def read_targets(value: object) -> TargetSet:
     :param value: a list of targets, a string that renders a list, newline- or comma-separated
         text, or the URI of a text/CSV file in object storage (``file:///...``, ``s3://...``; one
         target per line, header/blank/``#`` lines skipped).
-    :return: the normalised, de-duplicated targets.
+    :return: the normalised, de-duplicated targets. A file is streamed line by line and its
+        ``inputs`` only list the targets given in another form or more than once (any other
+        target's one input is itself: read them with ``inputs.get(target, [target])``), so a file
+        of 1,000,000 targets does not hold every line twice.
     :raises InvalidTargetsError: listing every bad entry.
     :raises TypeError: for a value of an unsupported type.
     :raises FileNotFoundError: when the file URI names no file.
     """
     if is_storage_uri(value):
-        text = ObjectStoragePath(str(value).strip()).read_text(encoding="utf-8")
-        return normalise_targets(parse_target_file(text))
+        with ObjectStoragePath(str(value).strip()).open("r", encoding="utf-8") as handle:  # type: ignore[no-untyped-call]
+            return normalise_stream(read_target_lines(handle)).target_set()
     return normalise_targets(coerce_targets(value))
+
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def as_bool(value: object, name: str) -> bool:
+    """A boolean argument as given, or as a template renders it (``"True"``, ``"false"``, ``"1"``).
+
+    :param value: a bool, or a string/int standing for one.
+    :param name: the argument's name, for the error.
+    :return: the boolean.
+    :raises ValueError: naming the argument and the value when it means neither true nor false.
+    """
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, (str, int)) else None
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{name} must be true or false, got {value!r}")
 
 
 class BulkPagesSummaryOperator(BaseOperator):
@@ -71,16 +104,33 @@ class BulkPagesSummaryOperator(BaseOperator):
     - With ``output_path`` the rows are written as JSON Lines (a ``.jsonl`` path is the file; any
       other path is a folder that gets ``bulk_pages_summary.jsonl`` and ``manifest.json``), and the
       manifest ``{"uri", "targets", "items", "requests", "cost_usd", "missing_targets",
-      "unmatched_items"}`` is returned. A retry rewrites the file from the start: no duplicates.
+      "unmatched_items", "rejected_targets"}`` is returned. Each finished chunk is stored at once
+      in a checkpoint beside the rows file (:mod:`~airflow_provider_dataforseo.checkpoint`); a
+      retry of the task fetches only the chunks still missing, and the rows file is written from
+      the chunks once all are done, so it holds every row exactly once, as a clean run would.
+
+    Faults: a 40501 refusing ``targets`` is narrowed down by bisection and the refused targets are
+    reported (``rejected_targets``) instead of failing the chunk; an incomplete reply is topped up.
+    ``max_cost_usd`` refuses to start when the estimate exceeds it and stops before any request
+    that could exceed it. Requests in flight (``max_active_requests``) and per minute
+    (``requests_per_minute``) are capped for all threads of the task; across tasks, use an Airflow
+    pool (e.g. ``pool="dataforseo"`` with 30 slots and ``pool_slots=max_active_requests``).
 
     A target without an item is counted in ``missing_targets`` and named in the log; it never
     becomes a row of zeros. Permanent API errors (credentials, payment, invalid request) and bad
     input fail the task without Airflow retries; transient errors are retried by the hook, then by
     Airflow's ``retries``.
 
+    Assets and lineage: pass ``outlets=[Asset(...)]`` and each successful run emits an asset event
+    whose ``extra`` is the manifest (so a DAG scheduled on that Asset finds the rows file in
+    ``triggering_asset_events``). With the OpenLineage provider installed,
+    :meth:`get_openlineage_facets_on_complete` reports the endpoint as input and the rows file as
+    output.
+
     :param targets: (templated) a list of targets, a text of them, or a file URI (see
         :func:`read_targets`).
-    :param include_subdomains: count backlinks of the targets' subdomains too (API default True).
+    :param include_subdomains: (templated) count backlinks of the targets' subdomains too (API
+        default True); a rendered ``"True"``/``"false"``/``"1"``/``"0"`` is accepted.
     :param rank_scale: ``"one_thousand"`` (0-1000, API default) or ``"one_hundred"`` (0-100).
     :param tag: (templated) up to 255 characters echoed in each task's ``data``.
     :param output_path: (templated) ObjectStoragePath URI, e.g.
@@ -88,23 +138,36 @@ class BulkPagesSummaryOperator(BaseOperator):
     :param dataforseo_conn_id: the DataForSEO connection.
     :param max_active_requests: requests in flight at once, 1-30 (the API allows 30 per account).
     :param hook_params: extra keyword arguments for :class:`DataForSeoHook` (timeouts, retries).
+    :param max_cost_usd: the most the task may spend, USD (every try included), or ``None``: refuse
+        to start when the estimate (requests x 0.02 + targets x 0.00003) exceeds it, and stop before
+        a request that could exceed it (the task then fails without Airflow retries).
+    :param requests_per_minute: the task's per-minute budget of HTTP requests (retries included),
+        default 1800, below the API's 2000.
+    :param chunk_group: (templated) instead of ``targets``: one group of already planned requests,
+        as :func:`~airflow_provider_dataforseo.operators.plan.plan_bulk_pages_summary` returns them
+        (a descriptor ``{"uri", ...}``, an inline group, or a group file URI), posted exactly as
+        planned. Map over a plan with ``.partial(...).expand(chunk_group=plan.output)`` and give
+        each mapped task its own ``output_path`` (e.g. ending in ``part-{{ ti.map_index }}/``).
     """
 
-    template_fields: Sequence[str] = ("targets", "tag", "output_path")
+    template_fields: Sequence[str] = ("targets", "tag", "output_path", "chunk_group", "include_subdomains")
     template_ext: Sequence[str] = ()
     ui_color = "#1a73e8"
 
     def __init__(
         self,
         *,
-        targets: Any,
-        include_subdomains: bool = True,
+        targets: Any = None,
+        chunk_group: Any = None,
+        include_subdomains: bool | str = True,
         rank_scale: str | None = None,
         tag: str | None = None,
         output_path: str | None = None,
         dataforseo_conn_id: str = DataForSeoHook.default_conn_name,
         max_active_requests: int = 5,
         hook_params: dict[str, Any] | None = None,
+        max_cost_usd: float | None = None,
+        requests_per_minute: int = DEFAULT_REQUESTS_PER_MINUTE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -114,7 +177,18 @@ class BulkPagesSummaryOperator(BaseOperator):
             )
         if rank_scale is not None:
             check_rank_scale(rank_scale)
+        if (
+            isinstance(requests_per_minute, bool)
+            or not isinstance(requests_per_minute, int)
+            or requests_per_minute < 1
+        ):
+            raise ValueError(
+                f"requests_per_minute must be an integer of at least 1, got {requests_per_minute!r}"
+            )
+        if (targets is None) == (chunk_group is None):
+            raise ValueError("give exactly one of targets and chunk_group")
         self.targets = targets
+        self.chunk_group = chunk_group
         self.include_subdomains = include_subdomains
         self.rank_scale = rank_scale
         self.tag = tag
@@ -122,14 +196,60 @@ class BulkPagesSummaryOperator(BaseOperator):
         self.dataforseo_conn_id = dataforseo_conn_id
         self.max_active_requests = max_active_requests
         self.hook_params = hook_params or {}
+        self.max_cost_usd = check_max_cost(max_cost_usd)
+        self.requests_per_minute = requests_per_minute
+        self._summary: FetchSummary | None = None  # of the last fetch: asset extras, lineage
+        self._rows_uri: str | None = None  # where the last fetch wrote rows
 
     @cached_property
     def hook(self) -> DataForSeoHook:
-        """The DataForSEO hook, sized for ``max_active_requests``."""
-        params = {"pool_maxsize": self.max_active_requests, **self.hook_params}
+        """The DataForSEO hook, sized for ``max_active_requests`` and limited to ``requests_per_minute``."""
+        limiter = RequestLimiter(
+            max_in_flight=self.max_active_requests, requests_per_minute=self.requests_per_minute
+        )
+        params = {"pool_maxsize": self.max_active_requests, "limiter": limiter, **self.hook_params}
         return DataForSeoHook(self.dataforseo_conn_id, **params)
 
     def execute(self, context: Context) -> Any:
+        try:
+            self.include_subdomains = as_bool(self.include_subdomains, "include_subdomains")
+        except ValueError as exc:
+            raise AirflowFailException(f"{exc}. Nothing was sent.") from exc
+        self._summary, self._rows_uri = None, None
+        result = self._execute(context)
+        if self._summary is not None:
+            self._publish_to_outlets(context, self._summary.manifest(self._rows_uri))
+        return result
+
+    def _publish_to_outlets(self, context: Context, manifest: dict[str, Any]) -> None:
+        """Put the manifest into the ``extra`` of this run's event of every ``Asset`` outlet."""
+        for outlet in self.outlets:
+            if isinstance(outlet, Asset):
+                context["outlet_events"][outlet].extra.update(manifest)
+                self.log.info("Asset event for %s carries the manifest (%s)", outlet.name, manifest["uri"])
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: input the DataForSEO endpoint, output the rows file written (if any).
+
+        Called by the OpenLineage provider (the ``[openlineage]`` extra) after the task succeeded.
+
+        :param task_instance: the finished task instance (unused: the operator kept what it wrote).
+        :return: ``OperatorLineage`` with inputs ``[<base URL> /v3/backlinks/bulk_pages_summary/live]``
+            and outputs ``[<rows file>]`` (none when rows went to XCom), the output carrying an
+            ``outputStatistics`` facet with the row count.
+        """
+        from airflow_provider_dataforseo.lineage import operator_lineage
+
+        return operator_lineage(
+            base_url=self.hook.base_url,
+            endpoint=api.BULK_PAGES_SUMMARY_PATH,
+            output_uri=self._rows_uri,
+            rows=self._summary.items if self._summary is not None else None,
+        )
+
+    def _execute(self, context: Context) -> Any:
+        if self.chunk_group is not None:
+            return self._fetch_planned(*self._read_chunk_group())
         try:
             target_set = read_targets(self.targets)
             if self.tag is not None:
@@ -140,11 +260,36 @@ class BulkPagesSummaryOperator(BaseOperator):
         self.log.info(
             "%d targets (%d inputs) planned into %d requests (lower bound %d); estimated cost <= %.5f USD",
             len(target_set),
-            sum(len(v) for v in target_set.inputs.values()),
+            sum(len(v) for v in target_set.inputs.values()) + len(target_set) - len(target_set.inputs),
             len(chunks),
             lower_bound(len(target_set), count_main_domains(target_set.targets)),
             len(chunks) * api.COST_PER_REQUEST_USD + len(target_set) * api.COST_PER_ITEM_USD,
         )
+        return self._fetch_planned(target_set, chunks)
+
+    def _read_chunk_group(self) -> tuple[TargetSet, list[list[str]]]:
+        """The targets and planned chunks of ``chunk_group``; bad groups fail without retries."""
+        try:
+            target_set, chunks, info = load_chunk_group(
+                self.chunk_group, lambda uri: ObjectStoragePath(uri).read_text(encoding="utf-8")
+            )
+            if self.tag is not None:
+                check_tag(self.tag)
+        except (TypeError, ValueError, FileNotFoundError) as exc:
+            raise AirflowFailException(f"Bad chunk_group: {exc}. Nothing was sent.") from exc
+        self.log.info(
+            "Chunk group %s of %s (%s): %d targets in %d planned requests; estimated cost <= %.5f USD",
+            info["group"],
+            info["groups"],
+            info["uri"] or "inline",
+            len(target_set),
+            len(chunks),
+            len(chunks) * api.COST_PER_REQUEST_USD + len(target_set) * api.COST_PER_ITEM_USD,
+        )
+        return target_set, chunks
+
+    def _fetch_planned(self, target_set: TargetSet, chunks: list[list[str]]) -> Any:
+        """Post the planned ``chunks``: rows to ``output_path`` (manifest returned) or to XCom."""
         if self.output_path:
             return self._fetch_to_storage(target_set, chunks)
         if len(target_set) > MAX_XCOM_TARGETS:
@@ -165,33 +310,81 @@ class BulkPagesSummaryOperator(BaseOperator):
         else:
             rows_path, manifest_path = base / ROWS_FILE_NAME, base / MANIFEST_FILE_NAME
         rows_path.parent.mkdir(parents=True, exist_ok=True)
+        self._rows_uri = str(rows_path)
 
-        with rows_path.open("w", encoding="utf-8") as handle:  # type: ignore[no-untyped-call]  # "w": a retry starts the file anew
+        # Rows go to one part per chunk in a checkpoint beside the rows file, then are merged in plan
+        # order: a retry fetches only the missing chunks and the file never holds a row twice.
+        checkpoint = Checkpoint(rows_path, chunks, self._request_options())
+        stored = checkpoint.load()
 
-            def write(rows: list[Row]) -> None:
-                handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        def keep(outcome: ChunkOutcome) -> None:
+            checkpoint.save(outcome)
+            stored[outcome.index] = replace(outcome, rows=[])  # rows live in storage, not in memory
 
-            summary = self._fetch(target_set, chunks, write)
+        try:
+            summary = self._fetch(target_set, chunks, _no_sink, done=dict(stored), on_chunk=keep)
+        except BaseException:
+            finished = sum(1 for outcome in stored.values() if not outcome.pending)
+            self.log.warning(
+                "%d of %d chunks are finished (%d more partly) and kept in %s; a retry of this task "
+                "fetches only what is missing",
+                finished,
+                len(chunks),
+                len(stored) - finished,
+                checkpoint.directory,
+            )
+            raise
+        checkpoint.merge()
         manifest = summary.manifest(str(rows_path))
         if manifest_path is not None:
             manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        checkpoint.clear()
         self.log.info("Wrote %d rows to %s", summary.items, rows_path)
         self._log_summary(summary)
         return manifest
 
-    def _fetch(self, target_set: TargetSet, chunks: list[list[str]], sink: Any) -> FetchSummary:
+    def _request_options(self) -> dict[str, Any]:
+        """The fields every request carries besides ``targets`` (part of each chunk's checkpoint key)."""
+        return {
+            "include_subdomains": as_bool(self.include_subdomains, "include_subdomains"),
+            "rank_scale": self.rank_scale,
+            "tag": self.tag,
+        }
+
+    def _fetch(
+        self,
+        target_set: TargetSet,
+        chunks: list[list[str]],
+        sink: Any,
+        *,
+        done: Mapping[int, ChunkOutcome] | None = None,
+        on_chunk: Callable[[ChunkOutcome], None] | None = None,
+    ) -> FetchSummary:
         def post(chunk: list[str]) -> Any:
             return self.hook.bulk_pages_summary(
-                chunk, include_subdomains=self.include_subdomains, rank_scale=self.rank_scale, tag=self.tag
+                chunk,
+                include_subdomains=as_bool(self.include_subdomains, "include_subdomains"),
+                rank_scale=self.rank_scale,
+                tag=self.tag,
             )
 
         try:
-            return fetch_bulk_pages_summary(
-                target_set, chunks, post, sink, max_active_requests=self.max_active_requests
+            self._summary = fetch_bulk_pages_summary(
+                target_set,
+                chunks,
+                post,
+                sink,
+                max_active_requests=self.max_active_requests,
+                done=done,
+                on_chunk=on_chunk,
+                max_cost_usd=self.max_cost_usd,
             )
+            return self._summary
         except DataForSeoError as exc:
             if exc.retryable:
                 raise
+            raise AirflowFailException(str(exc)) from exc
+        except CostLimitExceededError as exc:
             raise AirflowFailException(str(exc)) from exc
         finally:
             self.hook.close()
@@ -205,6 +398,12 @@ class BulkPagesSummaryOperator(BaseOperator):
             summary.unmatched_items,
             summary.cost_usd,
         )
+        if summary.rejected_targets:
+            self.log.warning(
+                "The API refused %d targets (40501), isolated by bisection; no rows for them: %s",
+                len(summary.rejected_targets),
+                ", ".join(summary.rejected_targets[:200]),
+            )
         if summary.missing_targets:
             shown = summary.missing_targets[:200]
             self.log.warning(
@@ -213,3 +412,7 @@ class BulkPagesSummaryOperator(BaseOperator):
                 " (first 200)" if len(shown) < len(summary.missing_targets) else "",
                 ", ".join(shown),
             )
+
+
+def _no_sink(rows: list[Row]) -> None:
+    """Rows of the storage path are stored by the checkpoint (``on_chunk``), not by the sink."""

@@ -1,0 +1,327 @@
+"""Client-side limits of one task: requests in flight, requests per minute, and money.
+
+Pure module: no Airflow import, no network; every class is thread-safe and meant to be shared by
+all threads of a task.
+
+Facts relied on (``https://docs.dataforseo.com/v3/appendix/errors/``, the Backlinks API limits
+page and ``https://dataforseo.com/apis/backlinks-api`` for prices; constants in :mod:`.api`): an
+account may have at most 30 requests in flight (40209 above it) and 2000 requests per minute by
+default (40202 above it), and DataForSEO advises a steady rate rather than bursts. A request costs
+0.02 USD plus 0.00003 USD per returned item; a task the API refuses costs nothing.
+
+- :class:`RequestLimiter` keeps requests in flight at most ``max_in_flight`` and spaces their
+  starts so that no 60 s window holds more than ``requests_per_minute`` of them (a generic cell
+  rate algorithm: a short burst, then one start every ``60 / (requests_per_minute - burst)`` s).
+  Limits across tasks and workers are Airflow's job (a pool), see the README.
+- :class:`CostBudget` refuses, before a request is sent, to let the spend plus what requests in
+  flight may still cost go over ``max_cost_usd``; :func:`estimate_cost_usd` is the up-front bound.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from airflow_provider_dataforseo import api
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+#: Default per-minute budget of one task: 90 % of the API's default 2000 requests per minute,
+#: leaving room for other clients of the same account.
+DEFAULT_REQUESTS_PER_MINUTE: Final = 1800
+#: Requests that may start at once after a quiet spell (then starts are spaced evenly).
+DEFAULT_BURST: Final = 10
+#: Money is counted in units of 1e-5 USD, the precision of DataForSEO's prices.
+_UNITS_PER_USD: Final = 100_000
+
+
+def _usd_units(amount_usd: float) -> int:
+    return round(amount_usd * _UNITS_PER_USD)
+
+
+def request_cost_bound_usd(n_targets: int) -> float:
+    """The most one request of ``n_targets`` targets can cost, USD: $0.02 + $0.00003 per target.
+
+    :param n_targets: targets in the request (each gives at most one item).
+    """
+    return (_usd_units(api.COST_PER_REQUEST_USD) + n_targets * _usd_units(api.COST_PER_ITEM_USD)) / (
+        _UNITS_PER_USD
+    )
+
+
+def estimate_cost_usd(n_requests: int, n_targets: int) -> float:
+    """Upper bound of a run's cost, USD: ``requests x $0.02 + targets x $0.00003``.
+
+    It is an upper bound because a target yields at most one item (unknown targets yield none).
+
+    :param n_requests: planned requests.
+    :param n_targets: distinct targets in them.
+    """
+    units = n_requests * _usd_units(api.COST_PER_REQUEST_USD) + n_targets * _usd_units(api.COST_PER_ITEM_USD)
+    return units / _UNITS_PER_USD
+
+
+class RequestLimiter:
+    """At most ``max_in_flight`` requests at once and ``requests_per_minute`` starts per 60 s.
+
+    Use one instance for every request of a task (the hook wraps each HTTP attempt, retries
+    included, in :meth:`request`)::
+
+        limiter = RequestLimiter(max_in_flight=5, requests_per_minute=1800)
+        with limiter.request():
+            session.post(...)
+
+    A caller first waits for a free slot, then (holding it) for its start time. Starts follow a
+    generic cell rate algorithm: up to ``burst`` requests start at once after a quiet spell, then
+    one every ``60 / (requests_per_minute - burst)`` seconds, so any 60 s window holds at most
+    ``requests_per_minute`` starts.
+
+    :param max_in_flight: requests allowed in flight at once, 1 or more (the API allows 30 per
+        account).
+    :param requests_per_minute: starts allowed in any 60 s window, 1 or more; ``None`` for no
+        per-minute limit. Default :data:`DEFAULT_REQUESTS_PER_MINUTE` (below the API's 2000).
+    :param burst: requests that may start together after a quiet spell (lowered to fit a small
+        ``requests_per_minute``).
+    :param clock: monotonic clock in seconds (injectable for tests).
+    :param sleep: sleeps the given seconds (injectable for tests).
+    :raises ValueError: for a limit below 1 or of the wrong type, naming it.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_in_flight: int = api.MAX_SIMULTANEOUS_REQUESTS,
+        requests_per_minute: int | None = DEFAULT_REQUESTS_PER_MINUTE,
+        burst: int = DEFAULT_BURST,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        _check_count("max_in_flight", max_in_flight)
+        if requests_per_minute is not None:
+            _check_count("requests_per_minute", requests_per_minute)
+        _check_count("burst", burst)
+        self.max_in_flight = max_in_flight
+        self.requests_per_minute = requests_per_minute
+        if requests_per_minute is None:
+            self.burst, self.interval_seconds = burst, 0.0
+        else:
+            self.burst = min(burst, max(1, requests_per_minute // 2))
+            self.interval_seconds = 60.0 / (requests_per_minute - self.burst + 1)
+        self._clock = clock
+        self._sleep = sleep
+        self._cond = threading.Condition()
+        self._in_flight = 0
+        self._theoretical_arrival = float("-inf")
+        #: Highest number of requests seen in flight at once.
+        self.peak_in_flight = 0
+        #: Requests started so far.
+        self.started = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Requests in flight now."""
+        with self._cond:
+            return self._in_flight
+
+    def acquire(self) -> float:
+        """Wait for a free slot and for this request's start time; the caller must :meth:`release`.
+
+        :return: seconds waited for the start time (0 when the rate allowed it at once).
+        """
+        with self._cond:
+            while self._in_flight >= self.max_in_flight:
+                self._cond.wait()
+            self._in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+            delay = 0.0
+            if self.interval_seconds > 0:
+                now = self._clock()
+                tolerance = (self.burst - 1) * self.interval_seconds
+                arrival = max(self._theoretical_arrival, now)
+                start = max(now, arrival - tolerance)
+                self._theoretical_arrival = arrival + self.interval_seconds
+                delay = start - now
+            self.started += 1
+        if delay > 0:
+            try:
+                self._sleep(delay)
+            except BaseException:
+                self.release()
+                raise
+        return delay
+
+    def release(self) -> None:
+        """Free the slot taken by :meth:`acquire`."""
+        with self._cond:
+            if self._in_flight <= 0:
+                raise RuntimeError("RequestLimiter.release() without a matching acquire()")
+            self._in_flight -= 1
+            self._cond.notify()
+
+    @contextmanager
+    def request(self) -> Iterator[None]:
+        """Hold a slot (and respect the rate) for the duration of the ``with`` block."""
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+    def __repr__(self) -> str:
+        return (
+            f"RequestLimiter(max_in_flight={self.max_in_flight}, "
+            f"requests_per_minute={self.requests_per_minute}, burst={self.burst})"
+        )
+
+
+def _check_count(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an integer of at least 1, got {value!r}")
+
+
+class CostLimitExceededError(RuntimeError):
+    """Sending the next request could take the spend over ``max_cost_usd``; it was not sent.
+
+    :param max_cost_usd: the limit, USD.
+    :param spent_usd: what replies reported as charged so far, USD.
+    :param reserved_usd: the most that requests in flight may still cost, USD.
+    :param needed_usd: the most the refused request could have cost, USD.
+    :param what: the refused request, e.g. ``"a request of 1000 targets"``.
+    """
+
+    def __init__(
+        self, *, max_cost_usd: float, spent_usd: float, reserved_usd: float, needed_usd: float, what: str
+    ) -> None:
+        self.max_cost_usd = max_cost_usd
+        self.spent_usd = spent_usd
+        self.reserved_usd = reserved_usd
+        self.needed_usd = needed_usd
+        self.what = what
+        super().__init__(
+            f"Cost guard: {what} (up to {needed_usd:.5f} USD) could take the spend to "
+            f"{spent_usd + reserved_usd + needed_usd:.5f} USD, over max_cost_usd={max_cost_usd:.5f}; it was "
+            f"not sent. Spent so far: {spent_usd:.5f} USD. Raise max_cost_usd to go on: finished chunks "
+            "are kept and not paid for again."
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            _rebuild_cost_error,
+            (self.max_cost_usd, self.spent_usd, self.reserved_usd, self.needed_usd, self.what),
+        )
+
+
+def _rebuild_cost_error(
+    max_cost_usd: float, spent_usd: float, reserved_usd: float, needed_usd: float, what: str
+) -> CostLimitExceededError:
+    return CostLimitExceededError(
+        max_cost_usd=max_cost_usd,
+        spent_usd=spent_usd,
+        reserved_usd=reserved_usd,
+        needed_usd=needed_usd,
+        what=what,
+    )
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Money set aside for one request in flight (see :meth:`CostBudget.reserve`).
+
+    :ivar units: the request's upper bound in 1e-5 USD.
+    """
+
+    units: int
+
+
+class CostBudget:
+    """Money of one task: stops a request before it could take the spend over ``max_cost_usd``.
+
+    Before each request the caller reserves the most it can cost
+    (:func:`request_cost_bound_usd`); when the reply arrives the reservation is replaced by the
+    reported cost (:meth:`settle`), or dropped when nothing was charged (:meth:`release`).
+    Amounts are kept in 1e-5 USD, the price's precision, so sums are exact.
+
+    :param max_cost_usd: the limit, USD (> 0), or ``None`` for no limit (the spend is still
+        counted).
+    :param spent_usd: already spent (e.g. by finished chunks of an earlier try), USD.
+    :raises ValueError: for a limit that is not a positive finite number.
+    """
+
+    def __init__(self, max_cost_usd: float | None = None, *, spent_usd: float = 0.0) -> None:
+        self.max_cost_usd = check_max_cost(max_cost_usd)
+        self._max_units = None if self.max_cost_usd is None else _usd_units(self.max_cost_usd)
+        self._lock = threading.Lock()
+        self._spent = _usd_units(spent_usd)
+        self._reserved = 0
+
+    @property
+    def spent_usd(self) -> float:
+        """What replies reported as charged, USD."""
+        with self._lock:
+            return self._spent / _UNITS_PER_USD
+
+    @property
+    def reserved_usd(self) -> float:
+        """The most requests in flight may still cost, USD."""
+        with self._lock:
+            return self._reserved / _UNITS_PER_USD
+
+    def would_exceed(self, amount_usd: float) -> bool:
+        """Whether spending ``amount_usd`` more (beyond the spend and reservations) passes the limit."""
+        with self._lock:
+            return self._max_units is not None and (
+                self._spent + self._reserved + _usd_units(amount_usd) > self._max_units
+            )
+
+    def reserve(self, upper_usd: float, what: str) -> Reservation:
+        """Set aside the most a request can cost, or refuse it.
+
+        :param upper_usd: the request's upper bound, USD (:func:`request_cost_bound_usd`).
+        :param what: the request, for the error message (e.g. ``"a request of 12 targets"``).
+        :return: the :class:`Reservation` to :meth:`settle` or :meth:`release`.
+        :raises CostLimitExceededError: when spend + reservations + ``upper_usd`` > ``max_cost_usd``.
+        """
+        units = _usd_units(upper_usd)
+        with self._lock:
+            if self._max_units is not None and self._spent + self._reserved + units > self._max_units:
+                raise CostLimitExceededError(
+                    max_cost_usd=self._max_units / _UNITS_PER_USD,
+                    spent_usd=self._spent / _UNITS_PER_USD,
+                    reserved_usd=self._reserved / _UNITS_PER_USD,
+                    needed_usd=units / _UNITS_PER_USD,
+                    what=what,
+                )
+            self._reserved += units
+        return Reservation(units)
+
+    def settle(self, reservation: Reservation, actual_usd: float) -> None:
+        """Replace a reservation by what the reply says was charged, USD."""
+        with self._lock:
+            self._reserved -= reservation.units
+            self._spent += _usd_units(actual_usd)
+
+    def release(self, reservation: Reservation) -> None:
+        """Drop a reservation whose request charged nothing (refused, failed, never sent)."""
+        with self._lock:
+            self._reserved -= reservation.units
+
+    def add_spent(self, amount_usd: float) -> None:
+        """Count money spent outside a reservation, USD."""
+        with self._lock:
+            self._spent += _usd_units(amount_usd)
+
+
+def check_max_cost(value: object) -> float | None:
+    """Return ``value`` as a positive float, or ``None``; raise :class:`ValueError` naming it otherwise.
+
+    :param value: ``None`` or a positive finite number of USD.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ValueError(f"max_cost_usd must be a positive number of USD or None, got {value!r}")
+    return float(value)

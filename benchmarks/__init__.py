@@ -1,0 +1,1 @@
+"""Benchmarks of airflow-provider-dataforseo against the emulator (not part of the test suite)."""

@@ -1,0 +1,454 @@
+"""Benchmark: requests, cost, wall time, CPU and memory of our fetch vs the bounds and two baselines.
+
+One command (from the repository root)::
+
+    .venv/bin/python -m benchmarks.run --sizes 1000 10000 100000 --latency 0.3 --concurrency 30
+
+For each size and shape (``realistic``, ``adversarial``: see :mod:`benchmarks.datasets`) it runs,
+each in a fresh process against the same emulator (``benchmarks/emulator.py``, started here, on
+loopback, with ``--latency`` seconds per request and at most ``--max-simultaneous`` requests in
+flight, 40209 above that):
+
+- ``ours``: normalise, plan (:func:`~airflow_provider_dataforseo.targets.plan_chunks`), post with
+  ``--concurrency`` requests in flight (:func:`~airflow_provider_dataforseo.fetch.fetch_bulk_pages_summary`
+  through :class:`~airflow_provider_dataforseo.hooks.dataforseo.DataForSeoHook`), rows written as
+  JSON Lines as they arrive: the operator's path without the Airflow task around it;
+- ``seq1000``, baseline (a): the input sliced into 1000 targets in input order, posted one at a
+  time, as DataForSEO's example client does. A slice with more than 100 main domains is refused by
+  the API (40501, not charged): it is counted as a failed request and its targets as unanswered,
+  and the loop goes on with the next slice, as a user's loop that logs errors would;
+- ``batch100``, baseline (b): fixed batches of 100 targets in input order (never more than 100 main
+  domains), posted with the same ``--concurrency`` as ours (the kindest choice for the baseline).
+
+Each prints a JSON line; this process prints the tables. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from benchmarks.datasets import SHAPES, generate
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+REPO = Path(__file__).resolve().parent.parent
+METHODS = ("ours", "seq1000", "batch100")
+LOGIN = PASSWORD = "emulator"  # the emulator's public defaults, not secrets
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements inside one child process
+# ---------------------------------------------------------------------------------------------
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS; False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _jsonl_sink(handle: Any) -> Callable[[list[dict[str, Any]]], None]:
+    """The operator's sink: one JSON object per row, written as rows arrive."""
+
+    def write(rows: list[dict[str, Any]]) -> None:
+        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+    return write
+
+
+def _run_ours(targets: list[str], hook: Any, sink: Any, concurrency: int) -> dict[str, Any]:
+    from airflow_provider_dataforseo.fetch import fetch_bulk_pages_summary
+    from airflow_provider_dataforseo.targets import normalise_targets, plan_chunks
+
+    started = time.perf_counter()
+    target_set = normalise_targets(targets)
+    chunks = plan_chunks(target_set.targets)
+    plan_s = time.perf_counter() - started
+    summary = fetch_bulk_pages_summary(
+        target_set, chunks, hook.bulk_pages_summary, sink, max_active_requests=concurrency
+    )
+    return {
+        "requests": summary.requests,
+        "failed_requests": 0,
+        "failed_codes": {},
+        "items": summary.items,
+        "cost_usd": summary.cost_usd,
+        "unanswered_targets": 0,
+        "plan_s": plan_s,
+        "concurrency": concurrency,
+    }
+
+
+def _run_seq1000(targets: list[str], hook: Any, sink: Any, concurrency: int) -> dict[str, Any]:
+    from airflow_provider_dataforseo import api
+    from airflow_provider_dataforseo.exceptions import DataForSeoError
+    from airflow_provider_dataforseo.fetch import rows_for_chunk
+    from airflow_provider_dataforseo.targets import TargetSet
+
+    del concurrency  # one request at a time, as the example client
+    inputs = TargetSet(targets=[], inputs={})
+    sent = items = unanswered = 0
+    cost = 0.0
+    codes: Counter[int] = Counter()
+    for start in range(0, len(targets), api.MAX_TARGETS_PER_REQUEST):
+        chunk = targets[start : start + api.MAX_TARGETS_PER_REQUEST]
+        sent += 1
+        try:
+            result = hook.post_task(
+                api.BULK_PAGES_SUMMARY_PATH, {"targets": chunk, "include_subdomains": True}
+            )
+        except DataForSeoError as exc:
+            codes[exc.status_code or 0] += 1
+            unanswered += len(chunk)
+            continue
+        rows, _ = rows_for_chunk(result, chunk, inputs)
+        sink(rows)
+        items += len(rows)
+        cost += result.cost_usd
+    return {
+        "requests": sent,
+        "failed_requests": sum(codes.values()),
+        "failed_codes": dict(codes),
+        "items": items,
+        "cost_usd": cost,
+        "unanswered_targets": unanswered,
+        "plan_s": 0.0,
+        "concurrency": 1,
+    }
+
+
+def _run_batch100(targets: list[str], hook: Any, sink: Any, concurrency: int) -> dict[str, Any]:
+    from airflow_provider_dataforseo import api
+    from airflow_provider_dataforseo.fetch import fetch_bulk_pages_summary
+    from airflow_provider_dataforseo.targets import TargetSet
+
+    size = api.MAX_MAIN_DOMAINS_PER_REQUEST
+    chunks = [targets[start : start + size] for start in range(0, len(targets), size)]
+    summary = fetch_bulk_pages_summary(
+        TargetSet(targets=targets, inputs={}),
+        chunks,
+        hook.bulk_pages_summary,
+        sink,
+        max_active_requests=concurrency,
+    )
+    return {
+        "requests": summary.requests,
+        "failed_requests": 0,
+        "failed_codes": {},
+        "items": summary.items,
+        "cost_usd": summary.cost_usd,
+        "unanswered_targets": 0,
+        "plan_s": 0.0,
+        "concurrency": concurrency,
+    }
+
+
+RUNNERS = {"ours": _run_ours, "seq1000": _run_seq1000, "batch100": _run_batch100}
+
+
+def child(method: str, n: int, shape: str, url: str, concurrency: int) -> dict[str, Any]:
+    """Run one method on one dataset in this process and measure it."""
+    import logging
+
+    logging.disable(logging.INFO)  # per-request log lines are not what is measured
+    os.environ["AIRFLOW_CONN_DATAFORSEO_DEFAULT"] = json.dumps(
+        {"conn_type": "dataforseo", "login": LOGIN, "password": PASSWORD, "host": url}
+    )
+    from airflow_provider_dataforseo.hooks.dataforseo import DataForSeoHook
+
+    targets = generate(n, shape)
+    hook = DataForSeoHook(pool_maxsize=max(concurrency, 1), max_attempts=5)
+    hook.user_data()  # the connection is looked up and the emulator answers
+    with tempfile.TemporaryDirectory(prefix="dataforseo-bench-") as folder:
+        out = Path(folder) / "rows.jsonl"
+        start_rss_kb = _status_kb("VmRSS")
+        exact_peak = _reset_peak_rss()
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+        wall0 = time.perf_counter()
+        with out.open("w", encoding="utf-8") as handle:
+            result = RUNNERS[method](targets, hook, _jsonl_sink(handle), concurrency)
+        wall = time.perf_counter() - wall0
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        peak_kb = _status_kb("VmHWM") if exact_peak else cpu1.ru_maxrss
+        rows_written = sum(1 for _ in out.open(encoding="utf-8"))
+    hook.close()
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    return {
+        **result,
+        "method": method,
+        "n": n,
+        "shape": shape,
+        "rows_written": rows_written,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "start_rss_mb": start_rss_kb / 1024,
+        "peak_rss_mb": peak_kb / 1024,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The runner
+# ---------------------------------------------------------------------------------------------
+
+
+def _start_emulator(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
+    warm = [f"{n}:{shape}" for n in args.sizes for shape in args.shapes]
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.emulator",
+        "--latency",
+        str(args.latency),
+        "--max-simultaneous",
+        str(args.max_simultaneous),
+        "--warm",
+        *warm,
+    ]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("READY "):
+        proc.kill()
+        raise RuntimeError(f"the benchmark emulator did not start: {line!r}")
+    url = line.split()[1]
+    _wait_ready(url)
+    return proc, url
+
+
+def _wait_ready(url: str) -> None:
+    import requests
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            reply = requests.get(f"{url}/v3/appendix/user_data", auth=(LOGIN, PASSWORD), timeout=2)
+            if reply.status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the benchmark emulator at {url} does not answer")
+
+
+def _dataset_facts(n: int, shape: str) -> dict[str, int]:
+    from airflow_provider_dataforseo.targets import count_main_domains, lower_bound, normalise_targets
+
+    target_set = normalise_targets(generate(n, shape))
+    domains = count_main_domains(target_set.targets)
+    return {
+        "targets": len(target_set),
+        "main_domains": domains,
+        "lower_bound": lower_bound(len(target_set), domains),
+    }
+
+
+def _run_child(
+    method: str, n: int, shape: str, url: str, args: argparse.Namespace, emulator: psutil.Process
+) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.run",
+        "--child",
+        method,
+        "--n",
+        str(n),
+        "--shape",
+        shape,
+        "--url",
+        url,
+        "--concurrency",
+        str(args.concurrency),
+    ]
+    before = emulator.cpu_times()
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    after = emulator.cpu_times()
+    if done.returncode != 0:
+        raise RuntimeError(f"{method} n={n} {shape} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["emulator_cpu_s"] = (after.user - before.user) + (after.system - before.system)
+    return result
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "n/a"
+
+
+def _row(r: dict[str, Any], f: dict[str, int], latency: float) -> str:
+    wall_bound = math.ceil(r["requests"] / r["concurrency"]) * latency
+    failed = f" ({r['failed_requests']} failed)" if r["failed_requests"] else ""
+    cells = [
+        f"{r['n']:,}",
+        r["shape"],
+        f"{f['main_domains']:,}",
+        str(f["lower_bound"]),
+        r["method"],
+        f"{r['requests']}{failed}",
+        _ratio(r["requests"], f["lower_bound"]),
+        f"{r['cost_usd']:.5f}",
+        f"{r['items']:,}",
+        f"{r['wall_s']:.2f} ({r['plan_s']:.2f})",
+        f"{wall_bound:.2f}",
+        _ratio(r["wall_s"], wall_bound),
+        _ratio(r["wall_s"] - r["plan_s"], wall_bound),
+        f"{1000 * r['cpu_s'] / max(r['items'], 1):.3f}",
+        f"{r['peak_rss_mb'] - r['start_rss_mb']:.0f} ({r['start_rss_mb']:.0f})",
+        f"{r['emulator_cpu_s']:.2f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _tables(
+    results: list[dict[str, Any]], facts: dict[tuple[int, str], dict[str, int]], latency: float
+) -> str:
+    lines = [
+        "| targets | shape | main domains | lower bound | method | requests | requests / bound | cost USD "
+        "| items | wall s (planning) | wall bound s | wall / bound | requests phase / bound "
+        "| CPU s / 1k items | peak RSS MB over start (start) | emulator CPU s |",
+        "|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [_row(r, facts[(r["n"], r["shape"])], latency) for r in results]
+    lines += [
+        "",
+        "| targets | shape | ours requests / bound | ours wall / bound | (a): failed requests, unanswered "
+        "targets | ours wall / (a) | (a) / ours wall | ours cost / (a) | ours wall / (b) | ours cost / (b) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    by_key = {(r["n"], r["shape"], r["method"]): r for r in results}
+    for (n, shape), f in facts.items():
+        ours = by_key.get((n, shape, "ours"))
+        if ours is None:
+            continue
+        a = by_key.get((n, shape, "seq1000"))
+        b = by_key.get((n, shape, "batch100"))
+        wall_bound = math.ceil(ours["requests"] / ours["concurrency"]) * latency
+        cells = [
+            f"{n:,}",
+            shape,
+            _ratio(ours["requests"], f["lower_bound"]),
+            _ratio(ours["wall_s"], wall_bound),
+            f"{a['failed_requests']} of {a['requests']}, {a['unanswered_targets']:,}" if a else "-",
+            _ratio(ours["wall_s"], a["wall_s"]) if a else "-",
+            _ratio(a["wall_s"], ours["wall_s"]) if a else "-",
+            _ratio(ours["cost_usd"], a["cost_usd"]) if a else "-",
+            _ratio(ours["wall_s"], b["wall_s"]) if b else "-",
+            _ratio(ours["cost_usd"], b["cost_usd"]) if b else "-",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _goals(
+    results: list[dict[str, Any]], facts: dict[tuple[int, str], dict[str, int]], latency: float
+) -> str:
+    by_key = {(r["n"], r["shape"], r["method"]): r for r in results}
+    out = []
+    for (n, shape), f in facts.items():
+        ours = by_key.get((n, shape, "ours"))
+        if ours is None:
+            continue
+        allowed = f["lower_bound"] + (1 if shape == "adversarial" else 0)
+        out.append(
+            f"- {n:,} {shape}: requests {ours['requests']} vs bound {f['lower_bound']} "
+            f"({'ok' if ours['requests'] <= allowed else 'MISSED'}, goal <= {allowed}); "
+            f"CPU {1000 * ours['cpu_s'] / max(ours['items'], 1):.3f} s per 1k items "
+            f"({'ok' if ours['cpu_s'] / max(ours['items'], 1) * 1000 <= 0.5 else 'MISSED'}, goal <= 0.5)"
+        )
+        wall_bound = math.ceil(ours["requests"] / ours["concurrency"]) * latency
+        if n >= 100_000:
+            ratio = ours["wall_s"] / wall_bound
+            out.append(
+                f"  wall {ratio:.2f} x bound ({'ok' if ratio <= 1.2 else 'MISSED'}, goal <= 1.2 at 100k)"
+            )
+        a = by_key.get((n, shape, "seq1000"))
+        if a:
+            speed = a["wall_s"] / ours["wall_s"]
+            out.append(f"  {speed:.1f}x faster than (a) ({'ok' if speed >= 20 else 'MISSED'}, goal >= 20x)")
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
+    parser.add_argument("--shapes", nargs="+", choices=SHAPES, default=list(SHAPES))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--latency", type=float, default=0.3, help="seconds per request (default 0.3)")
+    parser.add_argument("--concurrency", type=int, default=30, help="our requests in flight (default 30)")
+    parser.add_argument("--max-simultaneous", type=int, default=30, help="the emulator's limit (default 30)")
+    parser.add_argument("--json", type=Path, help="also write every measurement to this file")
+    parser.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--shape", choices=SHAPES, help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child, args.n, args.shape, args.url, args.concurrency)))
+        return 0
+
+    print(
+        f"# {len(args.sizes) * len(args.shapes)} cases x {args.methods}; latency {args.latency} s, "
+        f"concurrency {args.concurrency}, emulator limit {args.max_simultaneous}; "
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}",
+        flush=True,
+    )
+    facts = {(n, shape): _dataset_facts(n, shape) for n in args.sizes for shape in args.shapes}
+    started = time.perf_counter()
+    proc, url = _start_emulator(args)
+    print(f"# emulator ready at {url} after {time.perf_counter() - started:.1f} s (warm-up)", flush=True)
+    results: list[dict[str, Any]] = []
+    try:
+        emulator = psutil.Process(proc.pid)
+        for n in args.sizes:
+            for shape in args.shapes:
+                for method in args.methods:
+                    result = _run_child(method, n, shape, url, args, emulator)
+                    results.append(result)
+                    print(
+                        f"# {n:>7,} {shape:<11} {method:<8} {result['requests']:>5} requests "
+                        f"({result['failed_requests']} failed) {result['wall_s']:7.2f} s",
+                        flush=True,
+                    )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    print()
+    print(_tables(results, facts, args.latency))
+    print()
+    print(_goals(results, facts, args.latency))
+    if args.json:
+        args.json.write_text(
+            json.dumps({"args": vars(args) | {"json": str(args.json)}, "results": results}, indent=1)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
