@@ -16,7 +16,7 @@ The pattern (see ``example_dags/example_dataforseo_at_scale.py``)::
 2. Each group is written to object storage as a small JSON document (:func:`group_document`:
    its chunks exactly as planned, and the original inputs of the targets whose input differed from
    the normalised form). The planning task returns one *descriptor* per group
-   (:func:`group_descriptor`: ``{"uri", "group", "groups", "requests", "targets"}``, ~150 bytes),
+   (:func:`group_descriptor`: ``{"uri", "group", "groups", "requests", "targets"}``, ~200 bytes),
    so the XCom that ``expand()`` maps over stays small whatever the number of targets: 100,000
    targets in 5 groups is ~1 KB of XCom instead of ~4 MB of URLs. Small plans can carry their
    chunks inline instead (:data:`MAX_INLINE_TARGETS`).

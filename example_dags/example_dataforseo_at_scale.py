@@ -7,7 +7,7 @@
    the targets, plans ALL of them into requests (<= 1000 targets from <= 100 main domains each; for
    the default file: 100 requests, the lower bound) and cuts the requests into groups of
    ``requests_per_group``. Each group is written to ``<run>/groups/group-NNNNN.json``; the XCom is
-   one ~150-byte descriptor per group.
+   one ~200-byte descriptor per group.
 3. ``fetch`` is :class:`BulkPagesSummaryOperator` mapped over the groups: one task instance per
    group (never one per URL, never more than ``[core] max_map_length``), each writing its rows to
    ``<run>/part-<map_index>/``. Every instance runs in the Airflow pool ``dataforseo`` with

@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+import pendulum
 import pytest
+import requests
 
 from airflow_provider_dataforseo.emulator.data import summary_item
+from airflow_provider_dataforseo.operators.bulk_pages_summary import BulkPagesSummaryOperator, as_bool
 from airflow_provider_dataforseo.targets import normalise_targets
 from tests.conftest import REPO, run_dag
 
@@ -22,7 +25,14 @@ if TYPE_CHECKING:
 
     from fastapi.testclient import TestClient
 
+    from airflow_provider_dataforseo.emulator import EmulatorServer
+
 DAG_ID = "example_dataforseo_bulk_pages_summary"
+START = pendulum.datetime(2026, 1, 1, tz="UTC")
+
+
+def _api_requests(emulator: EmulatorServer) -> int:
+    return int(requests.get(f"{emulator.url}/_emulator/stats", timeout=5).json()["api_requests"])
 
 
 def _example_dag() -> Any:
@@ -103,3 +113,26 @@ def test_a_run_triggered_with_custom_params_uses_them(tmp_path: Path) -> None:
     assert expected != {t: summary_item(t, include_subdomains=True) for t in expected}  # the flag matters
     inputs = normalise_targets(targets).inputs
     assert {row["target"]: row["inputs"] for row in rows} == {t: list(inputs[t]) for t in expected}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(True, True), (False, False), ("True", True), (" false ", False), ("1", True), ("0", False), (1, True)],
+)
+def test_include_subdomains_as_a_template_renders_it(value: object, expected: bool) -> None:
+    assert as_bool(value, "include_subdomains") is expected
+
+
+@pytest.mark.usefixtures("airflow_db", "dataforseo_conn")
+def test_a_bad_include_subdomains_fails_before_any_request(emulator: EmulatorServer) -> None:
+    from airflow.sdk import DAG
+
+    with pytest.raises(ValueError, match=r"include_subdomains must be true or false, got 'sometimes'"):
+        as_bool("sometimes", "include_subdomains")
+    requests_before = _api_requests(emulator)
+    with DAG("bad_include_subdomains", schedule=None, start_date=START) as dag:
+        BulkPagesSummaryOperator(task_id="fetch", targets=["example.com"], include_subdomains="sometimes")
+    run = run_dag(dag)
+    ti = next(ti for ti in run.get_task_instances() if ti.task_id == "fetch")
+    assert str(ti.state) == "failed"
+    assert _api_requests(emulator) == requests_before  # nothing was sent, nothing spent

@@ -69,47 +69,6 @@ class DataForSeoHook(BaseHook):
     conn_type = "dataforseo"
     hook_name = "DataForSEO"
 
-    # -- connection form on Airflow 3.1 ----------------------------------------------------------
-    # Airflow >= 3.2 reads the form from ``conn-fields``/``ui-field-behaviour`` in the provider info
-    # and never calls these two; Airflow 3.1 only knows these. Both derive from the provider info.
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Hidden, relabelled and placeholder fields of the connection form (Airflow 3.1).
-
-        :return: ``{"hidden_fields": [...], "relabeling": {...}, "placeholders": {...}}`` from the
-            provider info's ``ui-field-behaviour``.
-        """
-        from airflow_provider_dataforseo import get_provider_info
-
-        behaviour = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
-        return {
-            "hidden_fields": list(behaviour["hidden-fields"]),
-            "relabeling": dict(behaviour["relabeling"]),
-            "placeholders": dict(behaviour["placeholders"]),
-        }
-
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """The extra fields of the connection form (Airflow 3.1): the ``sandbox`` switch.
-
-        :return: ``{"sandbox": BooleanField(...)}`` from the provider info's ``conn-fields``.
-        """
-        from flask_babel import lazy_gettext
-        from wtforms import BooleanField
-
-        from airflow_provider_dataforseo import get_provider_info
-
-        fields = get_provider_info()["connection-types"][0]["conn-fields"]
-        return {
-            name: BooleanField(
-                lazy_gettext(spec["label"]),
-                description=spec["description"],
-                default=spec["schema"]["default"],
-            )
-            for name, spec in fields.items()
-        }
-
     def __init__(
         self,
         dataforseo_conn_id: str = default_conn_name,

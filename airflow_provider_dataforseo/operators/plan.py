@@ -93,7 +93,7 @@ def plan_bulk_pages_summary(
     :param targets: a list, a text, or the URI of a text/CSV file of up to 1,000,000 targets in
         object storage (see :func:`read_targets_streaming`).
     :param groups_path: folder URI (``file:///...``, ``s3://conn@bucket/prefix/``) where each group is
-        written as ``group-00000.json`` ...; each returned value is then a ~150-byte descriptor
+        written as ``group-00000.json`` ...; each returned value is then a ~200-byte descriptor
         ``{"uri", "group", "groups", "requests", "targets"}``. Without it the groups are returned
         inline (chunks and inputs in XCom), allowed for up to
         :data:`~airflow_provider_dataforseo.planning.MAX_INLINE_TARGETS` targets.
