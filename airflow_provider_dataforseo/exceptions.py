@@ -44,7 +44,8 @@ class DataForSeoError(Exception):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        parts = [f"DataForSEO {self.status_code}: {self.status_message}"]
+        code = f" {self.status_code}" if self.status_code is not None else ""
+        parts = [f"DataForSEO{code}: {self.status_message}"]
         if self.endpoint:
             parts.append(f"endpoint {self.endpoint}")
         if self.task_id:

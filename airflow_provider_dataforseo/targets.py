@@ -72,7 +72,7 @@ def _normalise_host(host: str) -> str:
     host = host.rstrip(".")
     if not host:
         raise _TargetRejected("empty host")
-    if host.startswith("[") or _IPV4_RE.match(host):
+    if host.startswith("[") or ":" in host or _IPV4_RE.match(host):
         raise _TargetRejected("IP addresses are not supported targets: give a domain")
     if host.isascii():
         host = host.lower()
@@ -293,7 +293,9 @@ def normalise_targets(values: Iterable[object]) -> TargetSet:
         except _TargetRejected as exc:
             errors.append((position, value, str(exc)))
             continue
-        inputs.setdefault(target, []).append(value)  # type: ignore[arg-type]  # str checked above
+        sources = inputs.setdefault(target, [])
+        if value not in sources:  # an identical input string is listed once
+            sources.append(value)  # type: ignore[arg-type]  # str checked above
     if errors:
         raise InvalidTargetsError(errors)
     if position < 0:

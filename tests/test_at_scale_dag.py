@@ -168,3 +168,59 @@ def test_exactly_one_of_targets_and_chunk_group() -> None:
         BulkPagesSummaryOperator(task_id="neither")
     with pytest.raises(ValueError, match="give exactly one of targets and chunk_group"):
         BulkPagesSummaryOperator(task_id="both", targets=["a.com"], chunk_group={"uri": "file:///g.json"})
+
+
+def test_at_scale_dag_runs_the_same_with_s3_output(
+    emulator: Any, moto_s3: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Targets file, groups, parts and merged manifest all in S3 (moto), as on Celery/Kubernetes."""
+    pytest.importorskip(
+        "s3fs", reason="the [s3] extra (apache-airflow-providers-amazon[s3fs]) is not installed"
+    )
+    import boto3
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.conftest import aws_conn_json
+
+    monkeypatch.setenv("AIRFLOW_CONN_SCALE_S3", aws_conn_json(moto_s3))
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_s3,
+        region_name="us-east-1",
+        aws_access_key_id="testing-key-id",
+        aws_secret_access_key="testing-secret-key",
+    )
+    s3.create_bucket(Bucket="scale")
+    dag = DagBag(dag_folder=str(DAG_FILE)).get_dag("example_dataforseo_at_scale")
+    run = run_dag(
+        dag, run_conf={"n_targets": 2_000, "output_root": "s3://scale_s3@scale/out", "requests_per_group": 1}
+    )
+
+    assert set(_states(run).values()) == {"success"}
+    prefix = f"out/example_dataforseo_at_scale/{run.run_id}/"
+    keys = sorted(obj["Key"] for obj in s3.list_objects_v2(Bucket="scale", Prefix=prefix)["Contents"])
+    assert [k for k in keys if "/groups/" in k] == [f"{prefix}groups/group-0000{i}.json" for i in range(2)]
+    assert (
+        f"{prefix}part-0/bulk_pages_summary.jsonl" in keys
+        and f"{prefix}part-1/bulk_pages_summary.jsonl" in keys
+    )
+    merged = json.loads(s3.get_object(Bucket="scale", Key=f"{prefix}manifest.json")["Body"].read())
+    module = _example_module()
+    domains = [line.split(",", 1)[1] for line in module.DOMAINS_FILE.read_text("utf-8").split()]
+    known = [t for t in module.build_targets(2_000, domains) if summary_item(t) is not None]
+    assert (merged["parts"], merged["targets"], merged["requests"], merged["items"]) == (
+        2,
+        2_000,
+        2,
+        len(known),
+    )
+    assert merged["uri"] == f"s3://scale_s3@scale/{prefix}manifest.json"
+    rows = [
+        json.loads(line)["target"]
+        for i in range(2)
+        for line in s3.get_object(Bucket="scale", Key=f"{prefix}part-{i}/bulk_pages_summary.jsonl")["Body"]
+        .read()
+        .decode()
+        .splitlines()
+    ]
+    assert sorted(rows) == sorted(known)

@@ -103,7 +103,7 @@ def test_test_connection_never_raises(monkeypatch: pytest.MonkeyPatch, emulator:
     ok, message = _hook(monkeypatch, emulator.url, password="wrong").test_connection()
     assert ok is False and "40100" in message
     ok, message = _hook(monkeypatch, "http://127.0.0.1:9").test_connection()
-    assert ok is False and "connection failed" in message
+    assert ok is False and "connection to http://127.0.0.1:9 failed" in message
 
 
 def test_wrong_credentials_fail_after_exactly_one_attempt(
@@ -220,3 +220,22 @@ def test_secrets_never_reach_the_log(
     for text in (caplog.text, str(info.value), repr(info.value)):
         assert EMULATOR_PASSWORD not in text
         assert token not in text
+
+
+def test_an_unusable_base_url_fails_at_once_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = _hook(monkeypatch, "ftp://127.0.0.1:8765")
+    with pytest.raises(DataForSeoInvalidRequestError, match=r"Base URL 'ftp://127\.0\.0\.1:8765'") as info:
+        hook.bulk_pages_summary(["example.com"])
+    assert not info.value.retryable
+    assert "None" not in str(info.value)
+
+
+def test_a_refused_connection_names_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = _hook(monkeypatch, "http://127.0.0.1:9")
+    with pytest.raises(DataForSeoServerError, match=r"connection to http://127\.0\.0\.1:9 failed"):
+        hook.bulk_pages_summary(["example.com"])
+
+
+def test_an_over_long_tag_is_refused_with_its_length(monkeypatch: pytest.MonkeyPatch, emulator: Any) -> None:
+    with pytest.raises(ValueError, match="got 300 characters"):
+        _hook(monkeypatch, emulator.url).bulk_pages_summary(["example.com"], tag="x" * 300)

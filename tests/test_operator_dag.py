@@ -181,3 +181,25 @@ def test_example_dag_runs_end_to_end(tmp_path: Path) -> None:
     assert manifest["requests"] == 20
     assert manifest["items"] + manifest["missing_targets"] == 4000
     assert manifest["items"] > 3500
+
+
+def test_a_missing_targets_file_or_a_file_as_output_folder_fails_once_before_spending(
+    emulator: Any, tmp_path: Path
+) -> None:
+    balance = _balance(emulator)
+    run = run_dag(_dag("missing_file", targets=(tmp_path / "nope.txt").as_uri(), retries=2))
+    ti = next(ti for ti in run.get_task_instances() if ti.task_id == "fetch")
+    assert (str(ti.state), ti.try_number) == ("failed", 1)
+    existing = tmp_path / "a_file"
+    existing.write_text("x")
+    run = run_dag(_dag("file_as_folder", targets=["example.com"], output_path=existing.as_uri(), retries=2))
+    ti = next(ti for ti in run.get_task_instances() if ti.task_id == "fetch")
+    assert (str(ti.state), ti.try_number) == ("failed", 1)
+    assert existing.read_text() == "x"
+    assert _balance(emulator) == balance
+
+
+@pytest.mark.parametrize("value", [5.5, "5", True, 0, 31])
+def test_max_active_requests_must_be_an_int_from_1_to_30(value: Any) -> None:
+    with pytest.raises(ValueError, match="max_active_requests must be 1-30"):
+        BulkPagesSummaryOperator(task_id="x", targets=["example.com"], max_active_requests=value)

@@ -141,10 +141,10 @@ def test_deduplication_keeps_first_seen_order_and_every_input() -> None:
     }
 
 
-def test_duplicate_identical_inputs_are_all_kept_as_inputs() -> None:
+def test_duplicate_identical_inputs_are_listed_once_as_inputs() -> None:
     target_set = normalise_targets(["a.com", "a.com", "A.com"])
     assert target_set.targets == ["a.com"]
-    assert target_set.inputs == {"a.com": ["a.com", "a.com", "A.com"]}
+    assert target_set.inputs == {"a.com": ["a.com", "A.com"]}
 
 
 # (value, words the reason must contain)
@@ -166,7 +166,7 @@ BAD_ENTRIES: list[tuple[object, str]] = [
     (("a" * 60 + ".") * 5 + "com", "host name longer than 253 characters"),
     ("192.168.0.1", "IP addresses are not supported"),
     ("https://10.0.0.1/admin", "IP addresses are not supported"),
-    ("https://[2001:db8::1]/", "invalid host label"),
+    ("https://[2001:db8::1]/", "IP addresses are not supported"),
     ("co.uk", "'co.uk' is a public suffix, not a domain"),
     ("https://co.uk/", "'co.uk' is a public suffix, not a domain"),
     ("com", "host has no public suffix"),
@@ -688,3 +688,11 @@ def test_bound_is_met_at_the_edge_of_the_domain_slack_condition(k: int) -> None:
     chunks = plan_chunks(targets)
     check_plan(targets, chunks, 1000, 100)
     assert len(chunks) == lower_bound(len(targets), d) == k
+
+
+def test_identical_inputs_are_listed_once_and_ipv6_is_named() -> None:
+    target_set = normalise_targets(["example.com"] * 5000 + ["www.example.com", "example.com"])
+    assert target_set.targets == ["example.com"]
+    assert target_set.inputs == {"example.com": ["example.com", "www.example.com"]}
+    with pytest.raises(InvalidTargetsError, match="IP addresses are not supported"):
+        normalise_targets(["http://[::1]/"])

@@ -18,6 +18,7 @@ from requests.adapters import HTTPAdapter
 from airflow_provider_dataforseo import __version__, api
 from airflow_provider_dataforseo.exceptions import (
     DataForSeoError,
+    DataForSeoInvalidRequestError,
     DataForSeoServerError,
     InvalidTargetsError,
     error_for_status,
@@ -163,11 +164,21 @@ class DataForSeoHook(BaseHook):
                 response = session.request(method, url, json=body, timeout=self.timeout)
         except requests.Timeout as exc:
             raise DataForSeoServerError(
-                f"timed out ({type(exc).__name__}) after {self.timeout} s", endpoint=endpoint
+                f"{self.base_url} timed out ({type(exc).__name__}) after {self.timeout} s", endpoint=endpoint
+            ) from None
+        except (
+            requests.exceptions.InvalidSchema,
+            requests.exceptions.InvalidURL,
+            requests.exceptions.MissingSchema,
+        ):
+            raise DataForSeoInvalidRequestError(
+                f"the connection's Base URL {self.base_url!r} is not a usable http(s) URL: "
+                "use e.g. https://api.dataforseo.com or http://127.0.0.1:8765",
+                endpoint=endpoint,
             ) from None
         except requests.RequestException as exc:
             raise DataForSeoServerError(
-                f"connection failed: {type(exc).__name__}", endpoint=endpoint
+                f"connection to {self.base_url} failed: {type(exc).__name__}", endpoint=endpoint
             ) from None
         try:
             payload = response.json()
@@ -301,7 +312,10 @@ def check_rank_scale(rank_scale: str) -> str:
 def check_tag(tag: str) -> str:
     """Return ``tag`` if it fits the API's 255 characters; raise :class:`ValueError` otherwise."""
     if not isinstance(tag, str) or len(tag) > api.MAX_TAG_LENGTH:
-        raise ValueError(f"tag must be a string of at most {api.MAX_TAG_LENGTH} characters, got {tag!r:.80}")
+        raise ValueError(
+            f"tag must be a string of at most {api.MAX_TAG_LENGTH} characters, got "
+            + (f"{len(tag)} characters: {tag[:40]!r}..." if isinstance(tag, str) else repr(tag))
+        )
     return tag
 
 

@@ -171,7 +171,11 @@ class BulkPagesSummaryOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not 1 <= max_active_requests <= api.MAX_SIMULTANEOUS_REQUESTS:
+        if (
+            isinstance(max_active_requests, bool)
+            or not isinstance(max_active_requests, int)
+            or not 1 <= max_active_requests <= api.MAX_SIMULTANEOUS_REQUESTS
+        ):
             raise ValueError(
                 f"max_active_requests must be 1-{api.MAX_SIMULTANEOUS_REQUESTS}, got {max_active_requests!r}"
             )
@@ -256,6 +260,10 @@ class BulkPagesSummaryOperator(BaseOperator):
                 check_tag(self.tag)
         except (InvalidTargetsError, TypeError, ValueError) as exc:
             raise AirflowFailException(str(exc)) from exc
+        except FileNotFoundError as exc:
+            raise AirflowFailException(
+                f"The targets file {self.targets!r} does not exist. Nothing was sent."
+            ) from exc
         chunks = plan_chunks(target_set.targets)
         self.log.info(
             "%d targets (%d inputs) planned into %d requests (lower bound %d); estimated cost <= %.5f USD",
@@ -309,7 +317,13 @@ class BulkPagesSummaryOperator(BaseOperator):
             rows_path, manifest_path = base, None
         else:
             rows_path, manifest_path = base / ROWS_FILE_NAME, base / MANIFEST_FILE_NAME
-        rows_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            rows_path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise AirflowFailException(
+                f"output_path {self.output_path!r} names an existing file: give a folder, or a path "
+                "ending in .jsonl. Nothing was sent."
+            ) from exc
         self._rows_uri = str(rows_path)
 
         # Rows go to one part per chunk in a checkpoint beside the rows file, then are merged in plan
