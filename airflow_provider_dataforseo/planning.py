@@ -162,8 +162,9 @@ def normalise_stream(values: Iterable[object]) -> NormalisedTargets:
             if text != target:
                 extra[target] = [text]
         elif target in extra:
-            extra[target].append(text)
-        else:  # seen once before, as the target itself
+            if text not in extra[target]:  # an identical input string is listed once
+                extra[target].append(text)
+        elif text != target:  # seen once before, as the target itself
             extra[target] = [target, text]
     if errors:
         raise InvalidTargetsError(errors)

@@ -228,7 +228,6 @@ def test_inline_groups_for_small_plans_and_refused_for_big_ones() -> None:
             "chunks": [["https://example.com/", "example.org"]],
             "inputs": {
                 "https://example.com/": ["HTTPS://Example.com"],
-                "example.org": ["example.org", "example.org"],
             },
         }
     ]
@@ -308,7 +307,7 @@ def test_normalise_stream_matches_normalise_targets() -> None:
     assert all(lean.inputs_of(t) == full.inputs[t] for t in full.targets)
     assert lean.extra_inputs == {
         "https://example.com/": ["HTTPS://Example.com", "https://example.com/#top"],
-        "example.org": ["example.org", "example.org", "WWW.Example.org"],
+        "example.org": ["example.org", "WWW.Example.org"],  # an identical input is listed once
     }
 
 
