@@ -103,7 +103,9 @@ def alert_env(
         "conn_type": "smtp",
         "host": "127.0.0.1",
         "port": controller.port,
-        "extra": {"disable_tls": True, "disable_ssl": True, "retry_limit": 0, "timeout": 10},
+        # retry_limit 1, not 0: the smtp provider of Airflow 3.2.0 (2.4.x) makes 0 connection attempts
+        # for 0 and then fails on closing no client; newer ones make retry_limit + 1 attempts
+        "extra": {"disable_tls": True, "disable_ssl": True, "retry_limit": 1, "timeout": 10},
     }
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps(smtp))
     monkeypatch.setenv("DATAFORSEO_BASELINE_ROOT", tmp_path.as_uri() + "/baselines")

@@ -149,7 +149,7 @@ def test_str_adds_a_hint_for_what_to_do(code: int, hint: str) -> None:
 
 
 def test_str_without_endpoint_or_task() -> None:
-    assert str(DataForSeoServerError("connection failed")) == "DataForSEO None: connection failed"
+    assert str(DataForSeoServerError("connection failed")) == "DataForSEO: connection failed"
 
 
 @pytest.mark.parametrize(("status_code", "http_status", "kind"), STATUS_TABLE)

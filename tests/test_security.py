@@ -108,7 +108,7 @@ def test_a_failing_dag_at_debug_level_never_logs_the_password_or_the_basic_token
 
     assert _task_state(first) == "failed" and _task_state(second) == "failed"
     assert "DataForSEO 40204: Access denied." in log_text  # the failures are in the log...
-    assert "connection failed: ChunkedEncodingError" in log_text
+    assert "failed: ChunkedEncodingError" in log_text
     assert "[debug" in output.out and "urllib3.connectionpool" in log_text  # ...at DEBUG, urllib3's too
     assert '"POST /v3/backlinks/bulk_pages_summary/live HTTP/1.1" 500' in log_text
     for name, secret in SECRETS.items():
