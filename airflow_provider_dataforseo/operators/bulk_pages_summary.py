@@ -340,8 +340,8 @@ class BulkPagesSummaryOperator(BaseOperator):
         except BaseException:
             finished = sum(1 for outcome in stored.values() if not outcome.pending)
             self.log.warning(
-                "%d of %d chunks are finished (%d more partly) and kept in %s; a retry of this task "
-                "fetches only what is missing",
+                "%d of %d chunks are finished (%d more partly) and kept in %s; the next try of this "
+                "task (an Airflow retry, or a clear after fixing the cause) fetches only what is missing",
                 finished,
                 len(chunks),
                 len(stored) - finished,
