@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import requests
 import tenacity
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowFailException
 from requests.adapters import HTTPAdapter
 
 from airflow_provider_dataforseo import __version__, api
@@ -339,3 +341,24 @@ def _log_retry(state: tenacity.RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None
     wait = state.next_action.sleep if state.next_action else 0.0
     log.warning("Attempt %d failed (%s); retrying in %.1f s", state.attempt_number, exc, wait)
+
+
+@contextmanager
+def fail_task_on_permanent_errors(*also: type[Exception]) -> Iterator[None]:
+    """Turn errors a retry cannot fix into :class:`AirflowFailException` (no Airflow retries).
+
+    A :class:`DataForSeoError` whose ``retryable`` is false (credentials, payment, invalid
+    request), and any exception of the ``also`` types, fail the task at once with its message;
+    retryable errors propagate unchanged so that the task's ``retries`` apply.
+
+    :param also: further exception types to treat as permanent (e.g. a cost-guard error).
+    :raises AirflowFailException: for the permanent kinds above.
+    """
+    try:
+        yield
+    except DataForSeoError as exc:
+        if exc.retryable:
+            raise
+        raise AirflowFailException(str(exc)) from exc
+    except also as exc:
+        raise AirflowFailException(str(exc)) from exc

@@ -12,9 +12,14 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_dataforseo import api
 from airflow_provider_dataforseo.checkpoint import Checkpoint
-from airflow_provider_dataforseo.exceptions import DataForSeoError, InvalidTargetsError
+from airflow_provider_dataforseo.exceptions import InvalidTargetsError
 from airflow_provider_dataforseo.fetch import ChunkOutcome, FetchSummary, Row, fetch_bulk_pages_summary
-from airflow_provider_dataforseo.hooks.dataforseo import DataForSeoHook, check_rank_scale, check_tag
+from airflow_provider_dataforseo.hooks.dataforseo import (
+    DataForSeoHook,
+    check_rank_scale,
+    check_tag,
+    fail_task_on_permanent_errors,
+)
 from airflow_provider_dataforseo.planning import load_chunk_group, normalise_stream, read_target_lines
 from airflow_provider_dataforseo.ratelimit import (
     DEFAULT_REQUESTS_PER_MINUTE,
@@ -383,23 +388,18 @@ class BulkPagesSummaryOperator(BaseOperator):
             )
 
         try:
-            self._summary = fetch_bulk_pages_summary(
-                target_set,
-                chunks,
-                post,
-                sink,
-                max_active_requests=self.max_active_requests,
-                done=done,
-                on_chunk=on_chunk,
-                max_cost_usd=self.max_cost_usd,
-            )
+            with fail_task_on_permanent_errors(CostLimitExceededError):
+                self._summary = fetch_bulk_pages_summary(
+                    target_set,
+                    chunks,
+                    post,
+                    sink,
+                    max_active_requests=self.max_active_requests,
+                    done=done,
+                    on_chunk=on_chunk,
+                    max_cost_usd=self.max_cost_usd,
+                )
             return self._summary
-        except DataForSeoError as exc:
-            if exc.retryable:
-                raise
-            raise AirflowFailException(str(exc)) from exc
-        except CostLimitExceededError as exc:
-            raise AirflowFailException(str(exc)) from exc
         finally:
             self.hook.close()
 

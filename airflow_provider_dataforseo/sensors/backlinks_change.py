@@ -20,8 +20,8 @@ from airflow_provider_dataforseo.changes import (
     count_changes,
     render_message,
 )
-from airflow_provider_dataforseo.exceptions import DataForSeoError, InvalidTargetsError
-from airflow_provider_dataforseo.hooks.dataforseo import DataForSeoHook
+from airflow_provider_dataforseo.exceptions import InvalidTargetsError
+from airflow_provider_dataforseo.hooks.dataforseo import DataForSeoHook, fail_task_on_permanent_errors
 from airflow_provider_dataforseo.operators.bulk_pages_summary import read_targets
 from airflow_provider_dataforseo.targets import is_storage_uri
 from airflow_provider_dataforseo.triggers.backlinks_change import ERROR, TIMEOUT, BacklinksChangeTrigger
@@ -156,19 +156,14 @@ class BacklinksChangeSensor(BaseSensorOperator):
         target_set = self._target_set()
         post = partial(self.hook.bulk_pages_summary, include_subdomains=self.include_subdomains)
         try:
-            result = poll(
-                target_set,
-                post,
-                self._store(target_set),
-                self.watch_fields,
-                max_active_requests=self.max_active_requests,
-            )
-        except DataForSeoError as exc:
-            if exc.retryable:
-                raise
-            raise AirflowFailException(str(exc)) from exc
-        except BaselineError as exc:
-            raise AirflowFailException(str(exc)) from exc
+            with fail_task_on_permanent_errors(BaselineError):
+                result = poll(
+                    target_set,
+                    post,
+                    self._store(target_set),
+                    self.watch_fields,
+                    max_active_requests=self.max_active_requests,
+                )
         finally:
             self.hook.close()
         self._log_result(result)
