@@ -32,7 +32,7 @@ from airflow_provider_dataforseo.ratelimit import (
     estimate_cost_usd,
     request_cost_bound_usd,
 )
-from airflow_provider_dataforseo.responses import TaskResult, match_items
+from airflow_provider_dataforseo.responses import MatchedItems, TaskResult, match_items
 
 if TYPE_CHECKING:
     from airflow_provider_dataforseo.targets import TargetSet
@@ -174,16 +174,23 @@ def rows_for_chunk(
     :param target_set: gives each target's original inputs.
     :return: ``(rows, missing_targets)``; rows in chunk order, then unmatched items.
     """
-    matched = match_items(result.items, chunk)
+    matched: MatchedItems[Any] = (
+        match_items(result.raw_items, chunk, urls=result.item_urls)
+        if result.raw_items is not None
+        else match_items(result.items, chunk)
+    )
+    by_target = matched.by_target
+    inputs = target_set.inputs
+    task_id = result.task_id
     rows: list[Row] = [
         {
             "target": target,
-            "inputs": list(target_set.inputs.get(target, [target])),
-            "task_id": result.task_id,
-            "item": matched.by_target[target],
+            "inputs": list(inputs[target]) if target in inputs else [target],
+            "task_id": task_id,
+            "item": by_target[target],
         }
         for target in chunk
-        if target in matched.by_target
+        if target in by_target
     ]
     rows.extend(
         {"target": None, "inputs": [], "task_id": result.task_id, "item": item} for item in matched.unmatched
@@ -272,7 +279,9 @@ def fetch_bulk_pages_summary(
     running: dict[Future[ChunkOutcome], int] = {}
     position = 0
     with ThreadPoolExecutor(max_workers=max_active_requests, thread_name_prefix="dataforseo") as pool:
-        while running or (position < len(todo) and first_error is None):
+
+        def top_up() -> None:
+            nonlocal position
             while first_error is None and position < len(todo) and len(running) < max_active_requests:
                 index = todo[position]
                 position += 1
@@ -288,9 +297,19 @@ def fetch_bulk_pages_summary(
                     resume=stored.get(index),
                 )
                 running[future] = index
+
+        top_up()
+        while running:
             completed, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in completed:
-                index = running.pop(future)
+            finished = [(future, running.pop(future)) for future in completed]
+            # errors first (no new chunk starts after one), then the freed slots are refilled
+            # BEFORE the finished replies are written, so requests stay in flight meanwhile
+            for future, _index in finished:
+                if future.exception() is not None and first_error is None:
+                    error = future.exception()
+                    first_error = error.cause if isinstance(error, ChunkInterrupted) else error
+            top_up()
+            for future, index in finished:
                 error = future.exception()
                 if isinstance(error, ChunkInterrupted):
                     if on_chunk is not None:
@@ -305,7 +324,6 @@ def fetch_bulk_pages_summary(
                     error = error.cause
                 if error is not None:
                     log.error("Request %d/%d failed: %s", index + 1, len(chunks), error)
-                    first_error = first_error or error
                     continue
                 outcome = future.result()
                 sink(outcome.rows)
@@ -321,12 +339,24 @@ def fetch_bulk_pages_summary(
                     outcome.cost_usd,
                     ", ".join(outcome.task_ids) or None,
                 )
-    order = {target: i for i, target in enumerate(target_set.targets)}
-    summary.missing_targets.sort(key=lambda target: order.get(target, len(order)))
-    summary.rejected_targets.sort(key=lambda target: order.get(target, len(order)))
+                outcome.rows = []  # written: let them go while later chunks are still running
+    summary.missing_targets = _in_input_order(summary.missing_targets, target_set.targets)
+    summary.rejected_targets = _in_input_order(summary.rejected_targets, target_set.targets)
     if first_error is not None:
         raise first_error
     return summary
+
+
+def _in_input_order(some: list[str], targets: Sequence[str]) -> list[str]:
+    """``some`` (a few of ``targets``) in the order of ``targets``, without indexing all targets."""
+    if len(some) < 2:
+        return list(some)
+    wanted = set(some)
+    ordered = [target for target in targets if target in wanted]
+    if len(ordered) < len(wanted):  # not in ``targets`` (never expected): kept, last
+        seen = set(ordered)
+        ordered.extend(target for target in some if target not in seen)
+    return ordered
 
 
 def fetch_chunk(
@@ -427,7 +457,7 @@ def fetch_chunk(
         outcome.cost_usd += result.cost_usd
         if result.task_id:
             outcome.task_ids.append(result.task_id)
-        short = declared_items(result) - len(result.items) - result.malformed_items
+        short = declared_items(result) - result.item_count - result.malformed_items
         if short > 0 and missing and follow_ups_left > 0:
             follow_ups_left -= 1
             log.warning(
@@ -473,7 +503,8 @@ def _post_within_budget(
 def _finish(outcome: ChunkOutcome, chunk: Sequence[str], *, new_rows_only: bool) -> None:
     """Order an outcome's rows and lists by chunk position and fill in its counts."""
     position = {target: i for i, target in enumerate(chunk)}
-    outcome.rows.sort(key=lambda row: position.get(row["target"], len(position)))
+    if outcome.requests > 1 or new_rows_only:  # one reply's rows are in chunk order already
+        outcome.rows.sort(key=lambda row: position.get(row["target"], len(position)))
     outcome.missing_targets.sort(key=lambda target: position.get(target, len(position)))
     outcome.rejected_targets.sort(key=lambda target: position.get(target, len(position)))
     new_unmatched = sum(1 for row in outcome.rows if row["target"] is None)

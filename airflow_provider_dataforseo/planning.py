@@ -25,10 +25,12 @@ The pattern (see ``example_dags/example_dataforseo_at_scale.py``)::
    :func:`merge_manifests` adds the manifests up.
 
 Memory: reading, normalising and de-duplicating (:func:`read_target_lines`,
-:func:`normalise_stream`) stream over the input and keep each distinct target once (~95 bytes),
-plus the original inputs only of the targets whose input was not already normalised; planning
-then needs about as much again (``plan_chunks``' index). 1,000,000 targets take ~200 MB over the
-process's baseline (``benchmarks/memory.py``); each mapped task then holds one group only.
+:func:`normalise_stream`) stream over the input and keep each distinct target once (~100 bytes),
+plus the original inputs only of the targets whose input was not already normalised; until
+reading ends, a dict entry per target more (~30 bytes). Planning works on integer positions (~4
+bytes a target) besides the chunks it returns (~8 bytes a target). 1,000,000 targets peak at
+~140 MB over the process's baseline, at the end of reading (``benchmarks/memory.py``); each
+mapped task then holds one group only.
 """
 
 from __future__ import annotations
@@ -41,11 +43,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from airflow_provider_dataforseo import api
-from airflow_provider_dataforseo.exceptions import InvalidTargetsError
 from airflow_provider_dataforseo.targets import (
     TargetSet,
     count_main_domains,
     lower_bound,
+    normalise_distinct,
     normalise_target,
     plan_chunks,
 )
@@ -129,50 +131,27 @@ class NormalisedTargets:
         return self.extra_inputs.get(target) or [target]
 
     def target_set(self) -> TargetSet:
-        """A :class:`~airflow_provider_dataforseo.targets.TargetSet` whose ``inputs`` only lists
-        the targets of :attr:`extra_inputs` (``fetch`` reads it with ``.get(target, [target])``)."""
+        """The :class:`~airflow_provider_dataforseo.targets.TargetSet` of these targets (the same
+        lists, no copy; its ``inputs`` is :attr:`extra_inputs`)."""
         return TargetSet(targets=self.targets, inputs=self.extra_inputs)
 
 
 def normalise_stream(values: Iterable[object]) -> NormalisedTargets:
     """Normalise, validate and de-duplicate targets from a stream, keeping first-seen order.
 
-    Like :func:`airflow_provider_dataforseo.targets.normalise_targets`, but an input that is
-    already in normal form is not stored twice (see :class:`NormalisedTargets`), so memory is
-    about one string and one dict entry per distinct target (~150 bytes).
+    :func:`airflow_provider_dataforseo.targets.normalise_distinct` (as
+    :func:`~airflow_provider_dataforseo.targets.normalise_targets`), also counting the entries:
+    an input already in normal form is not stored twice (see :class:`NormalisedTargets`), so the
+    result holds about one string per distinct target (~100 bytes) and reading needs a dict entry
+    per target more (~40 bytes) until it returns.
 
     :param values: raw entries.
     :return: the :class:`NormalisedTargets`.
     :raises InvalidTargetsError: listing every bad entry with its 0-based position and the reason;
         also when there is no entry at all.
     """
-    seen: dict[str, None] = {}
-    extra: dict[str, list[str]] = {}
-    errors: list[tuple[int, object, str]] = []
-    position = -1
-    for position, value in enumerate(values):
-        try:
-            target = normalise_target(value)
-        except ValueError as exc:
-            errors.append((position, value, str(exc)))
-            continue
-        text: str = value  # type: ignore[assignment]  # normalise_target accepts only str
-        if target not in seen:
-            seen[target] = None
-            if text != target:
-                extra[target] = [text]
-        elif target in extra:
-            if text not in extra[target]:  # an identical input string is listed once
-                extra[target].append(text)
-        elif text != target:  # seen once before, as the target itself
-            extra[target] = [target, text]
-    if errors:
-        raise InvalidTargetsError(errors)
-    if position < 0:
-        raise InvalidTargetsError([(0, "", "no targets given")])
-    targets = list(seen)
-    del seen
-    return NormalisedTargets(targets=targets, extra_inputs=extra, inputs=position + 1)
+    targets, extra, count = normalise_distinct(values)
+    return NormalisedTargets(targets=targets, extra_inputs=extra, inputs=count)
 
 
 # ---------------------------------------------------------------------------------------------

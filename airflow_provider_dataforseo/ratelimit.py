@@ -9,9 +9,9 @@ account may have at most 30 requests in flight (40209 above it) and 2000 request
 default (40202 above it), and DataForSEO advises a steady rate rather than bursts. A request costs
 0.02 USD plus 0.00003 USD per returned item; a task the API refuses costs nothing.
 
-- :class:`RequestLimiter` keeps requests in flight at most ``max_in_flight`` and spaces their
-  starts so that no 60 s window holds more than ``requests_per_minute`` of them (a generic cell
-  rate algorithm: a short burst, then one start every ``60 / (requests_per_minute - burst)`` s).
+- :class:`RequestLimiter` keeps requests in flight at most ``max_in_flight`` and delays a start
+  when the last 60 s already hold ``requests_per_minute`` starts, or the last 10 s a sixth of
+  them (a sliding log: short runs go at full concurrency, long runs at a steady rate).
   Limits across tasks and workers are Airflow's job (a pool), see the README.
 - :class:`CostBudget` refuses, before a request is sent, to let the spend plus what requests in
   flight may still cost go over ``max_cost_usd``; :func:`estimate_cost_usd` is the up-front bound.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
 #: Default per-minute budget of one task: 90 % of the API's default 2000 requests per minute,
 #: leaving room for other clients of the same account.
 DEFAULT_REQUESTS_PER_MINUTE: Final = 1800
-#: Requests that may start at once after a quiet spell (then starts are spaced evenly).
-DEFAULT_BURST: Final = 10
 #: Money is counted in units of 1e-5 USD, the precision of DataForSEO's prices.
 _UNITS_PER_USD: Final = 100_000
 
@@ -66,7 +65,7 @@ def estimate_cost_usd(n_requests: int, n_targets: int) -> float:
 
 
 class RequestLimiter:
-    """At most ``max_in_flight`` requests at once and ``requests_per_minute`` starts per 60 s.
+    """At most ``max_in_flight`` requests at once, ``requests_per_minute`` starts in any 60 s window.
 
     Use one instance for every request of a task (the hook wraps each HTTP attempt, retries
     included, in :meth:`request`)::
@@ -75,47 +74,57 @@ class RequestLimiter:
         with limiter.request():
             session.post(...)
 
-    A caller first waits for a free slot, then (holding it) for its start time. Starts follow a
-    generic cell rate algorithm: up to ``burst`` requests start at once after a quiet spell, then
-    one every ``60 / (requests_per_minute - burst)`` seconds, so any 60 s window holds at most
-    ``requests_per_minute`` starts.
+    A caller first waits for a free slot, then (holding it) for its start time: the earliest time
+    at which no 60 s window holds more than ``requests_per_minute`` starts and no 10 s window more
+    than ``burst`` (a sliding log of start times). So a run of up to ``burst`` requests is held
+    back only by ``max_in_flight`` (100 requests at 30 in flight and 0.3 s each take 1.2 s, well
+    inside the minute's budget), while a longer run settles at ``requests_per_minute / 60`` starts
+    a second, the steady rate DataForSEO advises, instead of spending a minute's budget in its
+    first seconds.
 
     :param max_in_flight: requests allowed in flight at once, 1 or more (the API allows 30 per
         account).
     :param requests_per_minute: starts allowed in any 60 s window, 1 or more; ``None`` for no
         per-minute limit. Default :data:`DEFAULT_REQUESTS_PER_MINUTE` (below the API's 2000).
-    :param burst: requests that may start together after a quiet spell (lowered to fit a small
-        ``requests_per_minute``).
+    :param burst: starts allowed in any 10 s window, 1 or more; default a sixth of
+        ``requests_per_minute`` (rounded up), at most ``requests_per_minute``. Ignored without a
+        per-minute limit.
     :param clock: monotonic clock in seconds (injectable for tests).
     :param sleep: sleeps the given seconds (injectable for tests).
     :raises ValueError: for a limit below 1 or of the wrong type, naming it.
     """
+
+    #: The long window, seconds (the API counts requests per minute).
+    WINDOW_SECONDS: Final = 60.0
+    #: The short window that spreads a minute's budget, seconds.
+    BURST_WINDOW_SECONDS: Final = 10.0
 
     def __init__(
         self,
         *,
         max_in_flight: int = api.MAX_SIMULTANEOUS_REQUESTS,
         requests_per_minute: int | None = DEFAULT_REQUESTS_PER_MINUTE,
-        burst: int = DEFAULT_BURST,
+        burst: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         _check_count("max_in_flight", max_in_flight)
         if requests_per_minute is not None:
             _check_count("requests_per_minute", requests_per_minute)
-        _check_count("burst", burst)
+        if burst is not None:
+            _check_count("burst", burst)
         self.max_in_flight = max_in_flight
         self.requests_per_minute = requests_per_minute
         if requests_per_minute is None:
-            self.burst, self.interval_seconds = burst, 0.0
+            self.burst = burst if burst is not None else max_in_flight
         else:
-            self.burst = min(burst, max(1, requests_per_minute // 2))
-            self.interval_seconds = 60.0 / (requests_per_minute - self.burst + 1)
+            default = -(-requests_per_minute // 6)
+            self.burst = min(burst if burst is not None else default, requests_per_minute)
         self._clock = clock
         self._sleep = sleep
         self._cond = threading.Condition()
         self._in_flight = 0
-        self._theoretical_arrival = float("-inf")
+        self._starts: deque[float] = deque()  # start times (some maybe still ahead) of the last 60 s
         #: Highest number of requests seen in flight at once.
         self.peak_in_flight = 0
         #: Requests started so far.
@@ -138,12 +147,17 @@ class RequestLimiter:
             self._in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
             delay = 0.0
-            if self.interval_seconds > 0:
+            if self.requests_per_minute is not None:
                 now = self._clock()
-                tolerance = (self.burst - 1) * self.interval_seconds
-                arrival = max(self._theoretical_arrival, now)
-                start = max(now, arrival - tolerance)
-                self._theoretical_arrival = arrival + self.interval_seconds
+                start = now
+                starts = self._starts
+                while starts and starts[0] <= now - self.WINDOW_SECONDS:
+                    starts.popleft()
+                if len(starts) >= self.requests_per_minute:
+                    start = max(start, starts[-self.requests_per_minute] + self.WINDOW_SECONDS)
+                if len(starts) >= self.burst:
+                    start = max(start, starts[-self.burst] + self.BURST_WINDOW_SECONDS)
+                starts.append(start)
                 delay = start - now
             self.started += 1
         if delay > 0:

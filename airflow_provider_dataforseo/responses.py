@@ -13,16 +13,19 @@ Pure module: no Airflow import, no network. Facts relied on
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
 
 from airflow_provider_dataforseo import api
 from airflow_provider_dataforseo.exceptions import DataForSeoServerError, error_for_status
 from airflow_provider_dataforseo.targets import normalise_target
 
 Item = dict[str, Any]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,12 @@ class TaskResult:
     :ivar items: the items of every ``result[]`` entry, in reply order (only JSON objects).
     :ivar data: the task's ``data`` echo of the request (``{}`` when absent).
     :ivar malformed_items: entries of ``items`` that were not JSON objects (dropped, counted).
-    :ivar results: the task's ``result[]`` objects as sent (e.g. the account for ``user_data``).
+    :ivar results: the task's ``result[]`` objects as sent (e.g. the account for ``user_data``);
+        when the items were kept raw, an entry's ``items`` is its list of raw items.
+    :ivar raw_items: when the reply was read by :func:`decode_reply` with ``raw_items=True``: each
+        item as the API's JSON text, untouched (``msgspec.Raw``; ``items`` is then empty), else
+        ``None``.
+    :ivar item_urls: with ``raw_items``: each raw item's ``url`` value (for matching), else ``None``.
     """
 
     task_id: str | None
@@ -45,6 +53,109 @@ class TaskResult:
     data: dict[str, Any] = field(default_factory=dict)
     malformed_items: int = 0
     results: list[dict[str, Any]] = field(default_factory=list)
+    raw_items: list[msgspec.Raw] | None = None
+    item_urls: list[object] | None = None
+
+    @property
+    def item_count(self) -> int:
+        """How many usable items the task holds (dicts or raw)."""
+        return len(self.raw_items) if self.raw_items is not None else len(self.items)
+
+
+class _RawTask(msgspec.Struct):
+    id: Any = None
+    status_code: Any = None
+    status_message: Any = None
+    cost: Any = None
+    data: Any = None
+    result: list[dict[str, msgspec.Raw]] | None = None
+
+
+class _RawEnvelope(msgspec.Struct):
+    status_code: Any = None
+    status_message: Any = None
+    cost: Any = None
+    tasks: list[_RawTask] | None = None
+
+
+class _ItemUrl(msgspec.Struct):
+    url: Any = None
+
+
+_ENVELOPE_DECODER = msgspec.json.Decoder(_RawEnvelope)
+_RAW_LIST_DECODER = msgspec.json.Decoder(list[msgspec.Raw] | None)
+_ITEM_URLS_DECODER = msgspec.json.Decoder(list[_ItemUrl] | None)
+
+
+def decode_reply(body: bytes, *, raw_items: bool = False) -> object:
+    """Decode a reply's JSON body for :func:`parse_task_response`.
+
+    With ``raw_items``, each ``tasks[].result[].items[]`` entry is kept as its JSON text
+    (``msgspec.Raw``) instead of being built into a dict: a 1000-item reply is read ~5x faster,
+    and the rows file gets each item exactly as the API sent it. A body whose shape does not fit
+    (e.g. ``tasks`` not a list of objects) is decoded in full instead, so every oddity reaches
+    :func:`parse_task_response` as sent.
+
+    :param body: the HTTP body.
+    :param raw_items: keep items raw.
+    :return: the decoded JSON: dicts and lists; with ``raw_items``, items lists hold ``msgspec.Raw``.
+    :raises ValueError: when the body is not JSON (``msgspec.DecodeError``).
+    """
+    if raw_items:
+        try:
+            envelope = _ENVELOPE_DECODER.decode(body)
+        except msgspec.ValidationError:
+            pass  # valid JSON of another shape: decoded in full below
+        else:
+            return _envelope_dict(envelope)
+    return msgspec.json.decode(body)
+
+
+def _envelope_dict(envelope: _RawEnvelope) -> dict[str, Any]:
+    tasks = None
+    if envelope.tasks is not None:
+        tasks = [
+            {
+                "id": task.id,
+                "status_code": task.status_code,
+                "status_message": task.status_message,
+                "cost": task.cost,
+                "data": task.data,
+                "result": None if task.result is None else [_result_dict(entry) for entry in task.result],
+            }
+            for task in envelope.tasks
+        ]
+    return {
+        "status_code": envelope.status_code,
+        "status_message": envelope.status_message,
+        "cost": envelope.cost,
+        "tasks": tasks,
+    }
+
+
+class RawItems(list[msgspec.Raw]):
+    """The ``items`` of one ``result[]`` entry kept raw, with each item's ``url`` beside it.
+
+    :ivar urls: each item's ``url`` value, in item order.
+    """
+
+    urls: list[object]
+
+
+def _result_dict(entry: dict[str, msgspec.Raw]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, raw in entry.items():
+        if key == "items":
+            try:
+                # two passes in C: the items as raw JSON text, and each one's url
+                items = RawItems(_RAW_LIST_DECODER.decode(raw) or ())
+                items.urls = [item.url for item in _ITEM_URLS_DECODER.decode(raw) or ()]
+                result[key] = items
+                continue
+            except msgspec.ValidationError:
+                pass  # not a list of objects: decoded in full, parse_task_response sorts it out
+        result[key] = msgspec.json.decode(raw)
+    return result
 
 
 def _status(obj: Mapping[str, Any]) -> tuple[int | None, str]:
@@ -98,12 +209,18 @@ def parse_task_response(payload: object, *, endpoint: str, http_status: int = 20
     if task_code != api.OK:
         raise error_for_status(task_code, task_message, task_id=task_id, endpoint=endpoint)
     items: list[Item] = []
+    raw_items: list[msgspec.Raw] = []
+    item_urls: list[object] = []
     malformed = 0
     raw_results = task.get("result")
     results = [r for r in raw_results if isinstance(r, dict)] if isinstance(raw_results, list) else []
     for result in results:
-        raw_items = result.get("items")
-        for item in raw_items if isinstance(raw_items, list) else ():
+        entries = result.get("items")
+        if isinstance(entries, RawItems):  # decode_reply(raw_items=True): every entry is an object
+            raw_items.extend(entries)
+            item_urls.extend(entries.urls)
+            continue
+        for item in entries if isinstance(entries, list) else ():
             if isinstance(item, dict):
                 items.append(item)
             else:
@@ -120,6 +237,8 @@ def parse_task_response(payload: object, *, endpoint: str, http_status: int = 20
         data=dict(data) if isinstance(data, Mapping) else {},
         malformed_items=malformed,
         results=results,
+        raw_items=raw_items or None,
+        item_urls=item_urls if raw_items else None,
     )
 
 
@@ -152,7 +271,7 @@ def match_keys(url: object) -> list[str]:
 
 
 @dataclass
-class MatchedItems:
+class MatchedItems(Generic[_T]):
     """Items of one task matched to the chunk's targets.
 
     :ivar by_target: target -> its item (first item wins when two answer one target).
@@ -160,23 +279,27 @@ class MatchedItems:
     :ivar missing: targets of the chunk that no item answers, in chunk order.
     """
 
-    by_target: dict[str, Item]
-    unmatched: list[Item]
+    by_target: dict[str, _T]
+    unmatched: list[_T]
     missing: list[str]
 
 
-def match_items(items: Iterable[Item], targets: Sequence[str]) -> MatchedItems:
+def match_items(
+    items: Sequence[_T], targets: Sequence[str], *, urls: Sequence[object] | None = None
+) -> MatchedItems[_T]:
     """Match items to targets by normalised ``url`` (never by position).
 
-    :param items: the task's items.
+    :param items: the task's items: dicts, or raw items (``msgspec.Raw``) with ``urls`` given.
     :param targets: the normalised targets that were sent.
+    :param urls: each item's ``url`` value, in item order; default ``item.get("url")``.
     :return: the :class:`MatchedItems`.
     """
+    if urls is None:
+        urls = [item.get("url") if isinstance(item, Mapping) else None for item in items]
     wanted = set(targets)
-    by_target: dict[str, Item] = {}
-    unmatched: list[Item] = []
-    for item in items:
-        url = item.get("url")
+    by_target: dict[str, _T] = {}
+    unmatched: list[_T] = []
+    for item, url in zip(items, urls, strict=True):
         if isinstance(url, str) and url in wanted and url not in by_target:
             by_target[url] = item  # the exact echo of a target sent: no need to normalise (~20 us)
             continue

@@ -103,7 +103,7 @@ def test_all_rows_written_once_with_target_inputs_task_and_item(
     for row in sink.rows:
         target = row["target"]
         assert set(row) == {"target", "inputs", "task_id", "item"}
-        assert row["inputs"] == target_set.inputs[target]
+        assert row["inputs"] == target_set.inputs_of(target)
         chunk = next(c for c in chunks if target in c)
         assert row["task_id"] == f"task:{chunk[0]}"
         assert row["item"] == {"type": "backlinks_page_summary", "url": echo_url(target), "rank": len(target)}
@@ -401,3 +401,59 @@ def test_manifest_of_a_real_fetch(target_set: TargetSet, chunks: list[list[str]]
     assert manifest["requests"] == len(chunks)
     assert manifest["missing_targets"] == 0
     assert manifest["cost_usd"] == round(len(chunks) * 0.02 + 160 * 0.00003, 6)
+
+
+def test_freed_slots_are_refilled_before_finished_rows_are_written(target_set: TargetSet) -> None:
+    # one request in flight: when chunk 1 finishes, chunk 2 must already be on its way while the
+    # (slow) sink writes chunk 1's rows; a loop that writes first would leave the slot idle
+    chunks = [target_set.targets[:3], target_set.targets[3:6]]
+    second_started = threading.Event()
+
+    def post(chunk: list[str]) -> TaskResult:
+        if chunk == chunks[1]:
+            second_started.set()
+        return fake_result(chunk)
+
+    waited: list[bool] = []
+
+    def sink(rows: list[Row]) -> None:
+        if rows and rows[0]["target"] in chunks[0]:
+            waited.append(second_started.wait(WAIT))
+
+    summary = fetch_bulk_pages_summary(target_set, chunks, post, sink, max_active_requests=1)
+    assert waited == [True]
+    assert summary.requests == 2 and summary.items == 6
+
+
+def test_raw_items_give_the_same_rows_as_dict_items(target_set: TargetSet) -> None:
+    import msgspec
+
+    from airflow_provider_dataforseo.checkpoint import encode_rows
+    from airflow_provider_dataforseo.responses import decode_reply, parse_task_response
+
+    chunk = target_set.targets[:12]
+    result = fake_result(chunk, missing=frozenset(chunk[:2]), stray=True)
+    body = msgspec.json.encode(
+        {
+            "status_code": 20000,
+            "status_message": "Ok.",
+            "tasks": [
+                {
+                    "id": "t-1",
+                    "status_code": 20000,
+                    "status_message": "Ok.",
+                    "cost": result.cost_usd,
+                    "result": [{"items_count": len(result.items), "items": result.items}],
+                }
+            ],
+        }
+    )
+    as_dicts = parse_task_response(decode_reply(body), endpoint=ENDPOINT)
+    as_raw = parse_task_response(decode_reply(body, raw_items=True), endpoint=ENDPOINT)
+    assert as_dicts.raw_items is None and as_raw.items == []
+    assert as_raw.raw_items is not None and as_raw.item_count == as_dicts.item_count == 11
+    dict_rows, dict_missing = rows_for_chunk(as_dicts, chunk, target_set)
+    raw_rows, raw_missing = rows_for_chunk(as_raw, chunk, target_set)
+    assert raw_missing == dict_missing == chunk[:2]
+    assert encode_rows(raw_rows) == encode_rows(dict_rows)  # byte for byte
+    assert raw_rows[-1]["target"] is None  # the stray item is kept, unmatched

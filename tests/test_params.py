@@ -111,8 +111,8 @@ def test_a_run_triggered_with_custom_params_uses_them(tmp_path: Path) -> None:
     }
     assert {row["target"]: row["item"] for row in rows} == expected
     assert expected != {t: summary_item(t, include_subdomains=True) for t in expected}  # the flag matters
-    inputs = normalise_targets(targets).inputs
-    assert {row["target"]: row["inputs"] for row in rows} == {t: list(inputs[t]) for t in expected}
+    target_set = normalise_targets(targets)
+    assert {row["target"]: row["inputs"] for row in rows} == {t: target_set.inputs_of(t) for t in expected}
 
 
 @pytest.mark.parametrize(

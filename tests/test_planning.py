@@ -304,7 +304,8 @@ def test_normalise_stream_matches_normalise_targets() -> None:
     lean = normalise_stream(iter(raw))
     assert lean.targets == full.targets
     assert lean.inputs == len(raw)
-    assert all(lean.inputs_of(t) == full.inputs[t] for t in full.targets)
+    assert all(lean.inputs_of(t) == full.inputs_of(t) for t in full.targets)
+    assert full.inputs == lean.extra_inputs
     assert lean.extra_inputs == {
         "https://example.com/": ["HTTPS://Example.com", "https://example.com/#top"],
         "example.org": ["example.org", "WWW.Example.org"],  # an identical input is listed once

@@ -13,6 +13,7 @@ import json
 import math
 import string
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -20,6 +21,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_dataforseo import api
+from airflow_provider_dataforseo import targets as targets_module
 from airflow_provider_dataforseo.checkpoint import CheckpointError, chunk_digest, outcome_from_record
 from airflow_provider_dataforseo.emulator import app as emulator_app
 from airflow_provider_dataforseo.emulator.faults import FAULT_KINDS, FaultConfig, FaultConfigError
@@ -106,13 +108,43 @@ def test_normalise_targets_accepts_only_what_the_api_accepts_or_names_every_bad_
     # the emulator validates independently, as the API would: it must accept every target sent
     assert all(emulator_app.is_valid_target(target) for target in target_set.targets)
     assert len(set(target_set.targets)) == len(target_set.targets)
-    assert sum(len(inputs) for inputs in target_set.inputs.values()) == len(
+    assert sum(len(target_set.inputs_of(t)) for t in target_set.targets) == len(
         set(values)
     )  # identical inputs are listed once
     for chunk in plan_chunks(target_set.targets):
         assert 1 <= len(chunk) <= api.MAX_TARGETS_PER_REQUEST
         assert count_main_domains(chunk) <= api.MAX_MAIN_DOMAINS_PER_REQUEST
         assert emulator_app.validate_task({"targets": chunk}) is None
+
+
+URL_TAIL = st.text(alphabet="/?#&=%.:@!$'()*+,;aZ9-_~\\\x01\u00e4", max_size=12)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    scheme=st.sampled_from(["http", "https"]),
+    host=st.text(alphabet=string.ascii_lowercase + string.digits + ".-", min_size=1, max_size=20)
+    | plausible_targets().map(lambda t: t.split("://")[-1].split("/")[0].lower()),
+    tail=URL_TAIL,
+)
+def test_the_plain_page_fast_path_gives_what_urlsplit_gives(scheme: str, host: str, tail: str) -> None:
+    # normalise_target takes a regex fast path for already-plain pages; the general path
+    # (urlsplit/urlunsplit) must agree on the result or on the refusal, for every input
+    text = f"{scheme}://{host}{tail}"
+
+    def outcome(fn: Any) -> str:
+        try:
+            return f"ok {fn()}"
+        except ValueError as exc:
+            return f"refused {type(exc).__name__}"
+
+    fast = outcome(lambda: targets_module.normalise_target(text))
+    general = outcome(lambda: targets_module._normalise_page(text, scheme))
+    event("fast path" if targets_module._PLAIN_PAGE_RE.fullmatch(text) else "general path")
+    assert fast == general
+    if fast.startswith("ok "):  # the host of a normalised page, by target_host's fast path too
+        target = fast[3:]
+        assert targets_module.target_host(target) == (urlsplit(target).hostname or "")
 
 
 @settings(max_examples=200, deadline=None)
@@ -379,7 +411,7 @@ def test_limiter_settings_are_used_or_refused_by_name(max_in_flight: Any, per_mi
     except ValueError as error:
         assert "must be an integer of at least 1" in str(error)
         return
-    assert limiter.interval_seconds >= 0 and limiter.burst >= 1
+    assert 1 <= limiter.burst <= (per_minute or limiter.burst)
 
 
 @settings(max_examples=300, deadline=None)
@@ -429,3 +461,69 @@ def test_the_hook_turns_any_malformed_reply_into_a_data_for_seo_error(
         requests.delete(f"{wire.url}/_emulator/faults", timeout=5)
         hook.close()
     assert str(info.value).startswith("DataForSEO")
+
+
+_ITEM_OBJECT = st.dictionaries(st.sampled_from(["url", "rank", "x"]), JSON, max_size=3)
+ITEM = st.one_of(_ITEM_OBJECT, _ITEM_OBJECT, _ITEM_OBJECT, _ITEM_OBJECT, JSON)
+ENVELOPES = st.fixed_dictionaries(
+    {
+        "status_code": st.sampled_from([20000] * 5 + [40501, None, "20000"]),
+        "tasks": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "id": st.none() | st.text(max_size=4),
+                    "status_code": st.sampled_from([20000] * 5 + [40204, None]),
+                    "cost": JSON,
+                    "result": st.lists(
+                        st.fixed_dictionaries(
+                            {"items_count": JSON, "items": st.lists(ITEM, min_size=1, max_size=4) | JSON}
+                        )
+                        | JSON,
+                        max_size=2,
+                    )
+                    | JSON,
+                }
+            )
+            | JSON,
+            max_size=2,
+        )
+        | JSON,
+    }
+)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(envelope=ENVELOPES)
+def test_raw_items_read_any_reply_as_the_full_decode_does(envelope: dict[str, Any]) -> None:
+    # the fast path (items kept as JSON text) must give what the full decode gives: the same
+    # error, or the same items (decoded back), urls, malformed count, cost and task id
+    import msgspec
+
+    from airflow_provider_dataforseo.responses import decode_reply
+
+    body = msgspec.json.encode(envelope)  # NaN and infinities as null: valid JSON
+
+    def read(raw: bool) -> Any:
+        try:
+            result = parse_task_response(decode_reply(body, raw_items=raw), endpoint=ENDPOINT)
+        except DataForSeoError as error:
+            return ("error", type(error).__name__, error.status_code, str(error))
+        items = (
+            [msgspec.json.decode(item) for item in result.raw_items]
+            if result.raw_items is not None
+            else result.items
+        )
+        urls = result.item_urls if result.raw_items is not None else [item.get("url") for item in items]
+        event("raw items" if result.raw_items is not None else "dict items")
+        return (
+            "ok",
+            items,
+            urls,
+            result.malformed_items,
+            result.item_count,
+            result.cost_usd,
+            result.task_id,
+            declared_items(result),
+        )
+
+    assert read(True) == read(False)

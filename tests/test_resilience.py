@@ -461,23 +461,36 @@ def _options() -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_limiter_spaces_starts_within_the_per_minute_budget() -> None:
+def _starts(limiter_kwargs: dict[str, Any], n: int) -> list[float]:
+    """Start times of ``n`` back-to-back requests through a limiter on a fake clock."""
     now = [0.0]
     limiter = RequestLimiter(
-        max_in_flight=1000,
-        requests_per_minute=60,
-        burst=5,
-        clock=lambda: now[0],
-        sleep=lambda seconds: now.__setitem__(0, now[0] + seconds),
+        clock=lambda: now[0], sleep=lambda seconds: now.__setitem__(0, now[0] + seconds), **limiter_kwargs
     )
     starts = []
-    for _ in range(300):
+    for _ in range(n):
         limiter.acquire()
         starts.append(now[0])
         limiter.release()
-    assert starts[:5] == [0.0] * 5  # a short burst
-    assert all(starts[i + 60] - starts[i] >= 60 - 1e-9 for i in range(len(starts) - 60))  # <= 60 a minute
-    assert starts[-1] == pytest.approx((300 - 5) * 60 / 56)
+    return starts
+
+
+def test_limiter_keeps_every_minute_within_budget_and_spreads_it_over_ten_second_parts() -> None:
+    starts = _starts({"max_in_flight": 1000, "requests_per_minute": 60}, 300)
+    # burst defaults to 60 / 6 = 10 starts per 10 s: ten at once, then ten every 10 s
+    assert starts == [10.0 * (i // 10) for i in range(300)]
+    assert all(starts[i + 60] - starts[i] >= 60 for i in range(len(starts) - 60))  # <= 60 a minute
+
+
+def test_limiter_lets_a_short_run_go_at_full_concurrency() -> None:
+    # 100 requests (a 100,000-target run) are far below 1800 a minute: no start waits
+    assert _starts({"max_in_flight": 1000, "requests_per_minute": 1800}, 300) == [0.0] * 300
+    assert _starts({"max_in_flight": 1000, "requests_per_minute": 1800}, 301)[-1] == 10.0
+
+
+def test_limiter_honours_the_minute_when_the_burst_is_the_whole_budget() -> None:
+    starts = _starts({"max_in_flight": 1000, "requests_per_minute": 50, "burst": 50}, 120)
+    assert starts == [0.0] * 50 + [60.0] * 50 + [120.0] * 20
 
 
 def test_limiter_keeps_requests_in_flight_at_most_the_limit() -> None:

@@ -133,12 +133,16 @@ def test_deduplication_keeps_first_seen_order_and_every_input() -> None:
     assert isinstance(target_set, TargetSet)
     assert target_set.targets == ["https://x.com/", "b.com", "https://www.x.com/", "x.com"]
     assert len(target_set) == 4
-    assert target_set.inputs == {
+    assert target_set.inputs == {  # only the targets given in another form or more than once
         "https://x.com/": ["HTTPS://X.com", "https://x.com/", "https://x.com#a"],
         "b.com": ["b.com", "www.b.com", "B.com."],
-        "https://www.x.com/": ["https://www.x.com/"],
-        "x.com": ["x.com"],
     }
+    assert [target_set.inputs_of(t) for t in target_set.targets] == [
+        ["HTTPS://X.com", "https://x.com/", "https://x.com#a"],
+        ["b.com", "www.b.com", "B.com."],
+        ["https://www.x.com/"],
+        ["x.com"],
+    ]
 
 
 def test_duplicate_identical_inputs_are_listed_once_as_inputs() -> None:

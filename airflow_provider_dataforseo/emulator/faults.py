@@ -320,6 +320,9 @@ class FaultInjector:
 
     def rejected_in(self, targets: Iterable[object]) -> list[str]:
         """The targets of a task the emulator treats as invalid; counts a rejection if any."""
+        config = self.config
+        if not config.reject_targets and config.reject_share <= 0:
+            return []  # nothing is ever refused: no per-target work
         found = [t for t in targets if isinstance(t, str) and self.rejects(t)]
         if found:
             with self._lock:

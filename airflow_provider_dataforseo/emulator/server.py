@@ -54,7 +54,8 @@ class EmulatorConfig:
     :param host: interface to bind; loopback by default.
     :param port: TCP port; ``0`` picks a free one.
     :param seed: seed of the (deterministic) task ids.
-    :param latency_seconds: time each bulk_pages_summary request takes before it answers, seconds.
+    :param latency_seconds: response time of each bulk_pages_summary request, seconds (the
+        emulator's own work counts in it: it waits what is left after computing the reply).
     :param max_simultaneous: enforce the API's simultaneous-request limit (the real one is 30;
         above it: 40209); ``None`` does not enforce it.
     :param requests_per_minute: enforce a per-minute limit (the real default is 2000; above it:

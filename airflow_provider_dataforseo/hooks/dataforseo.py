@@ -26,7 +26,7 @@ from airflow_provider_dataforseo.exceptions import (
     error_for_status,
 )
 from airflow_provider_dataforseo.ratelimit import RequestLimiter
-from airflow_provider_dataforseo.responses import TaskResult, parse_task_response
+from airflow_provider_dataforseo.responses import TaskResult, decode_reply, parse_task_response
 from airflow_provider_dataforseo.targets import count_main_domains, lower_bound
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ class DataForSeoHook(BaseHook):
 
     # -- requests ----------------------------------------------------------------------------
 
-    def _send(self, method: str, endpoint: str, body: object | None) -> TaskResult:
+    def _send(self, method: str, endpoint: str, body: object | None, raw_items: bool = False) -> TaskResult:
         """One HTTP exchange, no retry: transport faults become :class:`DataForSeoServerError`."""
         url = f"{self.base_url}{endpoint}"
         try:
@@ -183,8 +183,8 @@ class DataForSeoHook(BaseHook):
                 f"connection to {self.base_url} failed: {type(exc).__name__}", endpoint=endpoint
             ) from None
         try:
-            payload = response.json()
-        except ValueError:
+            payload = decode_reply(response.content, raw_items=raw_items)
+        except ValueError:  # msgspec.DecodeError is a ValueError
             raise error_for_status(
                 None,
                 f"HTTP {response.status_code} with a body that is not JSON",
@@ -193,7 +193,9 @@ class DataForSeoHook(BaseHook):
             ) from None
         return parse_task_response(payload, endpoint=endpoint, http_status=response.status_code)
 
-    def _call(self, method: str, endpoint: str, body: object | None = None) -> TaskResult:
+    def _call(
+        self, method: str, endpoint: str, body: object | None = None, *, raw_items: bool = False
+    ) -> TaskResult:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(_is_retryable),
             wait=tenacity.wait_random_exponential(multiplier=self.retry_wait_min, max=self.retry_wait_max),
@@ -202,10 +204,10 @@ class DataForSeoHook(BaseHook):
             before_sleep=_log_retry,
             reraise=True,
         )
-        result: TaskResult = retrying(self._send, method, endpoint, body)
+        result: TaskResult = retrying(self._send, method, endpoint, body, raw_items)
         return result
 
-    def post_task(self, endpoint: str, task: Mapping[str, Any]) -> TaskResult:
+    def post_task(self, endpoint: str, task: Mapping[str, Any], *, raw_items: bool = False) -> TaskResult:
         """Post ONE task to a live endpoint and return its checked result.
 
         Live endpoints accept one task per POST (more answer 40000); the body is the JSON array
@@ -213,10 +215,13 @@ class DataForSeoHook(BaseHook):
 
         :param endpoint: API path, e.g. ``/v3/backlinks/bulk_pages_summary/live``.
         :param task: the task's fields.
+        :param raw_items: keep each item as the API's JSON text (``TaskResult.raw_items``) instead
+            of a dict: faster, and what a rows file should hold (see
+            :func:`~airflow_provider_dataforseo.responses.decode_reply`).
         :return: the task's :class:`~airflow_provider_dataforseo.responses.TaskResult`.
         :raises DataForSeoError: the matching subclass, after retries for transient kinds.
         """
-        return self._call("POST", endpoint, [dict(task)])
+        return self._call("POST", endpoint, [dict(task)], raw_items=raw_items)
 
     def bulk_pages_summary(
         self,
@@ -225,6 +230,7 @@ class DataForSeoHook(BaseHook):
         include_subdomains: bool = True,
         rank_scale: str | None = None,
         tag: str | None = None,
+        raw_items: bool = False,
     ) -> TaskResult:
         """Call ``POST /v3/backlinks/bulk_pages_summary/live`` for one valid chunk.
 
@@ -235,6 +241,8 @@ class DataForSeoHook(BaseHook):
         :param include_subdomains: count backlinks of the targets' subdomains too.
         :param rank_scale: ``"one_thousand"`` (API default, 0-1000) or ``"one_hundred"`` (0-100).
         :param tag: up to 255 characters, echoed back in the task's ``data``.
+        :param raw_items: keep items as the API's JSON text (``result.raw_items``), see
+            :meth:`post_task`.
         :return: the task's result; ``items`` are matched to targets by
             :func:`airflow_provider_dataforseo.responses.match_items`.
         :raises InvalidTargetsError: if the chunk breaks the endpoint's limits (nothing is sent).
@@ -247,7 +255,7 @@ class DataForSeoHook(BaseHook):
             task["rank_scale"] = check_rank_scale(rank_scale)
         if tag is not None:
             task["tag"] = check_tag(tag)
-        return self.post_task(api.BULK_PAGES_SUMMARY_PATH, task)
+        return self.post_task(api.BULK_PAGES_SUMMARY_PATH, task, raw_items=raw_items)
 
     def user_data(self) -> dict[str, Any]:
         """``GET /v3/appendix/user_data``: the account's login, balance (USD) and limits. Free.

@@ -57,10 +57,10 @@ def read_targets(value: object) -> TargetSet:
     :param value: a list of targets, a string that renders a list, newline- or comma-separated
         text, or the URI of a text/CSV file in object storage (``file:///...``, ``s3://...``; one
         target per line, header/blank/``#`` lines skipped).
-    :return: the normalised, de-duplicated targets. A file is streamed line by line and its
-        ``inputs`` only list the targets given in another form or more than once (any other
-        target's one input is itself: read them with ``inputs.get(target, [target])``), so a file
-        of 1,000,000 targets does not hold every line twice.
+    :return: the normalised, de-duplicated targets. A file is streamed line by line. Either way
+        ``inputs`` only lists the targets given in another form or more than once (any other
+        target's one input is itself: read them with ``TargetSet.inputs_of(target)``), so
+        1,000,000 targets do not hold every input twice.
     :raises InvalidTargetsError: listing every bad entry.
     :raises TypeError: for a value of an unsupported type.
     :raises FileNotFoundError: when the file URI names no file.
@@ -341,7 +341,10 @@ class BulkPagesSummaryOperator(BaseOperator):
             stored[outcome.index] = replace(outcome, rows=[])  # rows live in storage, not in memory
 
         try:
-            summary = self._fetch(target_set, chunks, _no_sink, done=dict(stored), on_chunk=keep)
+            # items stay the API's JSON text on their way to the file: no dict built per item
+            summary = self._fetch(
+                target_set, chunks, _no_sink, done=dict(stored), on_chunk=keep, raw_items=True
+            )
         except BaseException:
             finished = sum(1 for outcome in stored.values() if not outcome.pending)
             self.log.warning(
@@ -378,6 +381,7 @@ class BulkPagesSummaryOperator(BaseOperator):
         *,
         done: Mapping[int, ChunkOutcome] | None = None,
         on_chunk: Callable[[ChunkOutcome], None] | None = None,
+        raw_items: bool = False,
     ) -> FetchSummary:
         def post(chunk: list[str]) -> Any:
             return self.hook.bulk_pages_summary(
@@ -385,6 +389,7 @@ class BulkPagesSummaryOperator(BaseOperator):
                 include_subdomains=as_bool(self.include_subdomains, "include_subdomains"),
                 rank_scale=self.rank_scale,
                 tag=self.tag,
+                raw_items=raw_items,
             )
 
         try:
