@@ -214,11 +214,13 @@ def fetch_bulk_pages_summary(
     """Fetch every chunk, at most ``max_active_requests`` at a time, and hand rows to ``sink``.
 
     Each chunk is fetched by :func:`fetch_chunk` (40501 bisection, follow-ups of incomplete
-    replies). Rows reach ``sink`` a whole chunk at a time, in the order chunks complete, from the
-    calling thread only; then ``on_chunk`` gets the chunk's :class:`ChunkOutcome` (to record it
-    in a checkpoint). When a chunk fails for good, no further chunk is started; those in flight
-    finish and their rows are still handed over; a chunk stopped half-way hands what it got to
-    ``on_chunk`` only (``pending`` non-empty); then the first error is raised.
+    replies). Slots freed by finished chunks are refilled before their rows are written, so at
+    most ``2 x max_active_requests`` chunks' rows are held at once. Rows reach ``sink`` a whole
+    chunk at a time, in the order chunks complete, from the calling thread only; then
+    ``on_chunk`` gets the chunk's :class:`ChunkOutcome` (to record it in a checkpoint). When a
+    chunk fails for good, no further chunk is started; those in flight finish and their rows are
+    still handed over; a chunk stopped half-way hands what it got to ``on_chunk`` only
+    (``pending`` non-empty); then the first error is raised.
 
     :param target_set: the targets and their original inputs.
     :param chunks: the planned requests (see :func:`~airflow_provider_dataforseo.targets.plan_chunks`).

@@ -84,6 +84,7 @@ class _ItemUrl(msgspec.Struct):
 
 _ENVELOPE_DECODER = msgspec.json.Decoder(_RawEnvelope)
 _RAW_LIST_DECODER = msgspec.json.Decoder(list[msgspec.Raw] | None)
+_ITEM_URL_DECODER = msgspec.json.Decoder(_ItemUrl)
 _ITEM_URLS_DECODER = msgspec.json.Decoder(list[_ItemUrl] | None)
 
 
@@ -137,24 +138,45 @@ class RawItems(list[msgspec.Raw]):
     """The ``items`` of one ``result[]`` entry kept raw, with each item's ``url`` beside it.
 
     :ivar urls: each item's ``url`` value, in item order.
+    :ivar malformed: entries of the list that were not JSON objects (left out, counted).
     """
 
     urls: list[object]
+    malformed: int
+
+
+def _raw_items(raw: msgspec.Raw) -> RawItems | None:
+    """An ``items`` value as :class:`RawItems`, or ``None`` when it is not a list."""
+    try:
+        entries = _RAW_LIST_DECODER.decode(raw)
+    except msgspec.ValidationError:
+        return None
+    if entries is None:
+        return None
+    items = RawItems()
+    items.malformed = 0
+    try:  # one pass in C for the usual reply, where every entry is an object
+        items.urls = [item.url for item in _ITEM_URLS_DECODER.decode(raw) or ()]
+        items.extend(entries)
+    except msgspec.ValidationError:  # some entries are not objects: sorted out one by one
+        items.urls = []
+        for entry in entries:
+            try:
+                url = _ITEM_URL_DECODER.decode(entry).url
+            except msgspec.ValidationError:
+                items.malformed += 1
+                continue
+            items.append(entry)
+            items.urls.append(url)
+    return items
 
 
 def _result_dict(entry: dict[str, msgspec.Raw]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, raw in entry.items():
-        if key == "items":
-            try:
-                # two passes in C: the items as raw JSON text, and each one's url
-                items = RawItems(_RAW_LIST_DECODER.decode(raw) or ())
-                items.urls = [item.url for item in _ITEM_URLS_DECODER.decode(raw) or ()]
-                result[key] = items
-                continue
-            except msgspec.ValidationError:
-                pass  # not a list of objects: decoded in full, parse_task_response sorts it out
-        result[key] = msgspec.json.decode(raw)
+        items = _raw_items(raw) if key == "items" else None
+        # not a list: decoded in full, parse_task_response ignores it
+        result[key] = items if items is not None else msgspec.json.decode(raw)
     return result
 
 
@@ -216,9 +238,10 @@ def parse_task_response(payload: object, *, endpoint: str, http_status: int = 20
     results = [r for r in raw_results if isinstance(r, dict)] if isinstance(raw_results, list) else []
     for result in results:
         entries = result.get("items")
-        if isinstance(entries, RawItems):  # decode_reply(raw_items=True): every entry is an object
+        if isinstance(entries, RawItems):  # decode_reply(raw_items=True): objects only, counted
             raw_items.extend(entries)
             item_urls.extend(entries.urls)
+            malformed += entries.malformed
             continue
         for item in entries if isinstance(entries, list) else ():
             if isinstance(item, dict):

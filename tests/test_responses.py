@@ -562,3 +562,35 @@ def test_match_keys_never_crashes(url: object) -> None:
     keys = match_keys(url)
     assert isinstance(keys, list)
     assert all(isinstance(key, str) for key in keys)
+
+
+def test_raw_items_keep_every_object_item_of_every_result_entry() -> None:
+    # a regression found by the property test: one entry all objects, the next with a non-object
+    import msgspec
+
+    from airflow_provider_dataforseo.responses import decode_reply
+
+    body = msgspec.json.encode(
+        {
+            "status_code": 20000,
+            "tasks": [
+                {
+                    "id": "t",
+                    "status_code": 20000,
+                    "cost": 0.02006,
+                    "result": [
+                        {"items_count": 1, "items": [{"url": "https://a.com/"}]},
+                        {"items_count": 2, "items": [{"url": "b.com"}, None]},
+                    ],
+                }
+            ],
+        }
+    )
+    result = parse_task_response(decode_reply(body, raw_items=True), endpoint=ENDPOINT)
+    assert result.raw_items is not None
+    assert [msgspec.json.decode(item) for item in result.raw_items] == [
+        {"url": "https://a.com/"},
+        {"url": "b.com"},
+    ]
+    assert result.item_urls == ["https://a.com/", "b.com"]
+    assert result.malformed_items == 1 and result.item_count == 2 and result.items == []

@@ -37,6 +37,10 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 180.0
 
 
+#: Size of the pieces a reply's body is read in, bytes (requests' default is 10 KiB).
+_READ_CHUNK_BYTES = 1 << 20
+
+
 def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, DataForSeoError) and exc.retryable
 
@@ -163,7 +167,9 @@ class DataForSeoHook(BaseHook):
         try:
             session = self.get_conn()
             with self.limiter.request():
-                response = session.request(method, url, json=body, timeout=self.timeout)
+                response = session.request(method, url, json=body, timeout=self.timeout, stream=True)
+                with response:  # read in 1 MiB pieces: a 1000-item reply in a few reads, not ~80
+                    content = b"".join(response.iter_content(_READ_CHUNK_BYTES))
         except requests.Timeout as exc:
             raise DataForSeoServerError(
                 f"{self.base_url} timed out ({type(exc).__name__}) after {self.timeout} s", endpoint=endpoint
@@ -183,7 +189,7 @@ class DataForSeoHook(BaseHook):
                 f"connection to {self.base_url} failed: {type(exc).__name__}", endpoint=endpoint
             ) from None
         try:
-            payload = decode_reply(response.content, raw_items=raw_items)
+            payload = decode_reply(content, raw_items=raw_items)
         except ValueError:  # msgspec.DecodeError is a ValueError
             raise error_for_status(
                 None,
