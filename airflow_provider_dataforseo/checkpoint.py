@@ -8,6 +8,7 @@ Layout, for the rows file ``.../bulk_pages_summary.jsonl``::
     .../bulk_pages_summary.jsonl.checkpoint/
         <digest>.jsonl   the rows of one finished chunk (JSON Lines), written first
         <digest>.json    its record: counts, cost, missing, rejected and pending targets, task ids, size
+        run.json         the run that wrote it (``{"run": "<dag_id>/<task_id>/<run_id>/<map_index>"}``)
 
 ``<digest>`` is a SHA-256 of the chunk's targets and the request options (``include_subdomains``,
 ``rank_scale``, ``tag``), so a record is only ever reused for the very same request; a changed
@@ -15,7 +16,10 @@ plan reuses the chunks it still has and ignores the others. A chunk counts as fi
 its record exists, parses, matches the chunk, and its rows file has the recorded size: a try that
 died between the two writes simply fetches that chunk again. A chunk stopped half-way (e.g. by the
 cost guard during a 40501 bisection) is stored too, with the targets still ``pending``: a later try
-fetches only those and adds their rows to the stored ones.
+fetches only those and adds their rows to the stored ones. Only tries of the run that wrote the
+checkpoint resume from it: another run writing to the same path (a fixed ``output_path``) finds
+it, logs that it belongs to another run, removes it and fetches everything, so it never reuses
+older data.
 
 Once every chunk is finished, :meth:`Checkpoint.merge` writes the rows file from the parts in plan
 order (so it holds every row exactly once, in the same order as a clean run), and
@@ -41,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: Suffix of the checkpoint folder, appended to the rows file's name.
 CHECKPOINT_SUFFIX: Final = ".checkpoint"
+#: The file in the checkpoint folder naming the run that may resume from it.
+RUN_FILE_NAME: Final = "run.json"
 #: Version of the record format; records of another version are ignored.
 FORMAT_VERSION: Final = 1
 _COPY_BUFFER_BYTES: Final = 1 << 20
@@ -159,16 +165,38 @@ class Checkpoint:
         folder is ``<rows_path>.checkpoint`` beside it.
     :param chunks: the planned chunks, in plan order.
     :param options: the request options every chunk is sent with (part of each chunk's key).
+    :param run: who may resume from this checkpoint, e.g. ``"<dag_id>/<task_id>/<run_id>/<map_index>"``
+        (the operator passes its task instance's, so every try of one run resumes, and another
+        run writing to the same path starts afresh instead of reusing older data); ``None``
+        accepts any checkpoint.
     """
 
     def __init__(
-        self, rows_path: StoragePath, chunks: Sequence[Sequence[str]], options: Mapping[str, Any]
+        self,
+        rows_path: StoragePath,
+        chunks: Sequence[Sequence[str]],
+        options: Mapping[str, Any],
+        *,
+        run: str | None = None,
     ) -> None:
         self.rows_path = rows_path
         self.directory = rows_path.parent / f"{rows_path.name}{CHECKPOINT_SUFFIX}"
         self.chunks = [list(chunk) for chunk in chunks]
         self.digests = [chunk_digest(chunk, options) for chunk in self.chunks]
+        self.run = run
+        self._run_written = False
         self._stored_rows: set[int] = set()  # interrupted chunks whose stored rows a save adds to
+
+    def _run_file(self) -> StoragePath:
+        return self.directory / RUN_FILE_NAME
+
+    def _stored_run(self) -> str | None:
+        """The run that wrote the checkpoint (``None`` when it names none or cannot be read)."""
+        try:
+            value = json.loads(self._run_file().read_text(encoding="utf-8")).get("run")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return value if isinstance(value, str) else None
 
     def _part(self, index: int) -> StoragePath:
         return self.directory / f"{self.digests[index]}.jsonl"
@@ -185,6 +213,19 @@ class Checkpoint:
         """
         if not self.directory.exists():
             return {}
+        if self.run is not None:
+            stored_run = self._stored_run()
+            if stored_run != self.run:
+                log.warning(
+                    "The checkpoint beside %s was written by another run (%s; this is %s): ignored and "
+                    "removed, every chunk is fetched. Put {{ run_id }} in output_path to keep runs apart.",
+                    self.rows_path,
+                    stored_run or "unknown",
+                    self.run,
+                )
+                self.clear()
+                return {}
+            self._run_written = True
         finished: dict[int, ChunkOutcome] = {}
         for index, chunk in enumerate(self.chunks):
             record_path = self._record(index)
@@ -215,6 +256,9 @@ class Checkpoint:
         :param outcome: the chunk's outcome with its rows.
         """
         self.directory.mkdir(parents=True, exist_ok=True)
+        if self.run is not None and not self._run_written:
+            self._run_file().write_text(json.dumps({"run": self.run}), encoding="utf-8")
+            self._run_written = True
         rows = list(outcome.rows)
         if outcome.index in self._stored_rows:
             with self._part(outcome.index).open("rb") as handle:

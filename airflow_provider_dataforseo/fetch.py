@@ -49,6 +49,8 @@ DEFAULT_MAX_BISECTION_REQUESTS: Final = 40
 #: Follow-up requests one chunk may spend on targets an incomplete reply left out (a reply whose
 #: ``items`` hold fewer entries than its ``items_count`` says).
 DEFAULT_MAX_INCOMPLETE_RETRIES: Final = 3
+#: Seconds an interrupted fetch waits for the replies in flight, to store what was paid for.
+DEFAULT_INTERRUPT_GRACE_SECONDS: Final = 15.0
 #: How many targets of a failed request an error message names.
 TARGETS_NAMED_IN_ERRORS: Final = 5
 _QUOTED_FIELD_RE: Final = re.compile(r"'([^']*)'")
@@ -210,6 +212,7 @@ def fetch_bulk_pages_summary(
     max_cost_usd: float | None = None,
     max_bisection_requests: int = DEFAULT_MAX_BISECTION_REQUESTS,
     max_incomplete_retries: int = DEFAULT_MAX_INCOMPLETE_RETRIES,
+    interrupt_grace_seconds: float = DEFAULT_INTERRUPT_GRACE_SECONDS,
 ) -> FetchSummary:
     """Fetch every chunk, at most ``max_active_requests`` at a time, and hand rows to ``sink``.
 
@@ -239,6 +242,11 @@ def fetch_bulk_pages_summary(
     :param max_bisection_requests: extra requests one chunk may spend isolating 40501 targets.
     :param max_incomplete_retries: follow-up requests one chunk may spend on targets an
         incomplete reply left out.
+    :param interrupt_grace_seconds: when this thread is interrupted (an exception raised in it
+        while waiting or writing, such as Airflow's ``execution_timeout``): how
+        long to wait, seconds, for the requests in flight, whose replies are then still handed
+        to ``sink`` and ``on_chunk`` (they are paid for); requests not started are dropped and
+        later replies are left behind. The interruption is then re-raised.
     :return: the :class:`FetchSummary`.
     :raises CostLimitExceededError: before anything is sent when the estimate does not fit
         ``max_cost_usd``, or while running before a request that might not fit.
@@ -279,27 +287,67 @@ def fetch_bulk_pages_summary(
         )
     first_error: BaseException | None = None
     running: dict[Future[ChunkOutcome], int] = {}
+    to_hand_over: deque[tuple[Future[ChunkOutcome], int]] = deque()
     position = 0
-    with ThreadPoolExecutor(max_workers=max_active_requests, thread_name_prefix="dataforseo") as pool:
+    stopping = False
+    pool = ThreadPoolExecutor(max_workers=max_active_requests, thread_name_prefix="dataforseo")
 
-        def top_up() -> None:
-            nonlocal position
-            while first_error is None and position < len(todo) and len(running) < max_active_requests:
-                index = todo[position]
-                position += 1
-                future = pool.submit(
-                    fetch_chunk,
-                    index,
-                    chunks[index],
-                    post,
-                    target_set,
-                    budget=budget,
-                    max_bisection_requests=max_bisection_requests,
-                    max_incomplete_retries=max_incomplete_retries,
-                    resume=stored.get(index),
-                )
-                running[future] = index
+    def top_up() -> None:
+        nonlocal position
+        while (
+            not stopping
+            and first_error is None
+            and position < len(todo)
+            and len(running) < max_active_requests
+        ):
+            index = todo[position]
+            position += 1
+            future = pool.submit(
+                fetch_chunk,
+                index,
+                chunks[index],
+                post,
+                target_set,
+                budget=budget,
+                max_bisection_requests=max_bisection_requests,
+                max_incomplete_retries=max_incomplete_retries,
+                resume=stored.get(index),
+            )
+            running[future] = index
 
+    def hand_over(future: Future[ChunkOutcome], index: int) -> None:
+        error = future.exception()
+        if isinstance(error, ChunkInterrupted):
+            if on_chunk is not None:
+                on_chunk(error.outcome)
+            log.warning(
+                "Chunk %d/%d stopped with %d of its %d targets still to fetch; the rest is kept",
+                index + 1,
+                len(chunks),
+                len(error.outcome.pending),
+                error.outcome.targets,
+            )
+            error = error.cause
+        if error is not None:
+            log.error("Request %d/%d failed: %s", index + 1, len(chunks), error)
+            return
+        outcome = future.result()
+        sink(outcome.rows)
+        if on_chunk is not None:
+            on_chunk(outcome)
+        summary.add(outcome)
+        log.info(
+            "Request %d/%d: %d targets, %d items, cost %.5f USD (task %s)",
+            index + 1,
+            len(chunks),
+            outcome.targets,
+            outcome.items,
+            outcome.cost_usd,
+            ", ".join(outcome.task_ids) or None,
+        )
+        outcome.rows = []  # written: let them go while later chunks are still running
+
+    try:
         top_up()
         while running:
             completed, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -310,43 +358,54 @@ def fetch_bulk_pages_summary(
                 if future.exception() is not None and first_error is None:
                     error = future.exception()
                     first_error = error.cause if isinstance(error, ChunkInterrupted) else error
+            to_hand_over.extend(finished)
             top_up()
-            for future, index in finished:
-                error = future.exception()
-                if isinstance(error, ChunkInterrupted):
-                    if on_chunk is not None:
-                        on_chunk(error.outcome)
-                    log.warning(
-                        "Chunk %d/%d stopped with %d of its %d targets still to fetch; the rest is kept",
-                        index + 1,
-                        len(chunks),
-                        len(error.outcome.pending),
-                        error.outcome.targets,
-                    )
-                    error = error.cause
-                if error is not None:
-                    log.error("Request %d/%d failed: %s", index + 1, len(chunks), error)
-                    continue
-                outcome = future.result()
-                sink(outcome.rows)
-                if on_chunk is not None:
-                    on_chunk(outcome)
-                summary.add(outcome)
-                log.info(
-                    "Request %d/%d: %d targets, %d items, cost %.5f USD (task %s)",
-                    index + 1,
-                    len(chunks),
-                    outcome.targets,
-                    outcome.items,
-                    outcome.cost_usd,
-                    ", ".join(outcome.task_ids) or None,
-                )
-                outcome.rows = []  # written: let them go while later chunks are still running
+            while to_hand_over:
+                hand_over(*to_hand_over.popleft())
+    except BaseException:
+        # Interrupted in this thread (Airflow's execution_timeout raises here): nothing new
+        # starts, and replies already paid for are still stored if they arrive within the grace
+        # period, so that a retry does not pay for them again.
+        stopping = True
+        _save_what_arrives(running, to_hand_over, hand_over, interrupt_grace_seconds)
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     summary.missing_targets = _in_input_order(summary.missing_targets, target_set.targets)
     summary.rejected_targets = _in_input_order(summary.rejected_targets, target_set.targets)
     if first_error is not None:
         raise first_error
     return summary
+
+
+def _save_what_arrives(
+    running: dict[Future[ChunkOutcome], int],
+    to_hand_over: deque[tuple[Future[ChunkOutcome], int]],
+    hand_over: Callable[[Future[ChunkOutcome], int], None],
+    grace_seconds: float,
+) -> None:
+    """After an interruption: hand over finished chunks, and those in flight that finish in time."""
+    for future in running:
+        future.cancel()  # not started yet: never sent
+    in_flight = [future for future in running if not future.cancelled()]
+    if in_flight:
+        log.warning(
+            "Interrupted with %d requests in flight: waiting up to %.0f s to store their replies "
+            "(they are paid for either way)",
+            len(in_flight),
+            grace_seconds,
+        )
+        wait(in_flight, timeout=grace_seconds)
+    to_hand_over.extend((future, running[future]) for future in in_flight if future.done())
+    while to_hand_over:
+        future, index = to_hand_over.popleft()
+        try:
+            hand_over(future, index)
+        except Exception:  # keep the interruption the error the caller sees
+            log.exception("Could not store chunk %d after the interruption", index + 1)
+    late = sum(1 for future in in_flight if not future.done())
+    if late:
+        log.warning("%d requests still in flight were left behind; a retry sends them again", late)
 
 
 def _in_input_order(some: list[str], targets: Sequence[str]) -> list[str]:

@@ -35,7 +35,6 @@ mapped task then holds one group only.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -46,6 +45,7 @@ from airflow_provider_dataforseo import api
 from airflow_provider_dataforseo.targets import (
     TargetSet,
     count_main_domains,
+    iter_target_file,
     lower_bound,
     normalise_distinct,
     normalise_target,
@@ -66,8 +66,6 @@ GROUP_FORMAT: Final = "dataforseo-chunk-group/1"
 #: File name of group ``i`` under ``groups_path``.
 GROUP_FILE_TEMPLATE: Final = "group-{index:05d}.json"
 
-_BOM: Final = "\ufeff"
-_HEADER_NAMES: Final = frozenset({"target", "targets", "url", "urls", "domain", "domains", "page", "pages"})
 _MANIFEST_COUNTS: Final = ("targets", "items", "requests", "missing_targets", "unmatched_items")
 
 
@@ -77,38 +75,19 @@ _MANIFEST_COUNTS: Final = ("targets", "items", "requests", "missing_targets", "u
 
 
 def read_target_lines(lines: Iterable[str]) -> Iterator[str]:
-    """Stream the targets of a text or CSV file, line by line.
+    """Stream the targets of a text or CSV file, line by line, without holding the file.
 
-    Same rules as :func:`airflow_provider_dataforseo.targets.parse_target_file`, without holding
-    the file: blank lines and ``#`` lines are skipped; the first remaining line is a header when
-    one of its cells is ``target``, ``url``, ``domain`` or ``page`` (plural too), and that column
-    is read; otherwise the last column is.
+    The rules of :func:`airflow_provider_dataforseo.targets.parse_target_file` (this is
+    :func:`~airflow_provider_dataforseo.targets.iter_target_file`): blank and ``#`` lines are
+    skipped; with a ``target``/``url``/``domain``/``page`` header the file is CSV and that column
+    is read; without one, a line starting with ``http://``/``https://`` is one target, commas
+    included (up to a comma followed by another ``http(s)://``), and any other line is CSV and its
+    last column is read.
 
     :param lines: the file's lines (an open text file works), UTF-8 BOM allowed on the first.
     :return: the raw entries in file order.
     """
-    kept = (line for line in _strip_bom(lines) if line.strip() and not line.lstrip().startswith("#"))
-    rows = csv.reader(kept)
-    first = next(rows, None)
-    if first is None:
-        return
-    header = [cell.strip().lower() for cell in first]
-    column = len(header) - 1
-    if any(cell in _HEADER_NAMES for cell in header):
-        column = next(i for i, cell in enumerate(header) if cell in _HEADER_NAMES)
-    else:
-        yield first[column] if column < len(first) else ""
-    for row in rows:
-        yield row[column] if column < len(row) else ""
-
-
-def _strip_bom(lines: Iterable[str]) -> Iterator[str]:
-    iterator = iter(lines)
-    first = next(iterator, None)
-    if first is None:
-        return
-    yield first.lstrip(_BOM)
-    yield from iterator
+    return iter_target_file(lines)
 
 
 @dataclass(frozen=True)

@@ -189,7 +189,8 @@ def _status(obj: Mapping[str, Any]) -> tuple[int | None, str]:
 
 
 def _cost(value: object) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+    """A usable ``cost`` in USD: a finite number >= 0 (a negative one would lower the counted spend)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf:
         return float(value)
     return None
 

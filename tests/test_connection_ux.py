@@ -168,3 +168,33 @@ def test_connection_json_from_the_readme_round_trips() -> None:
     )
     assert conn.conn_type == "dataforseo"
     assert conn.extra_dejson == {"sandbox": True}
+
+
+def test_rest_api_test_button_names_a_bad_sandbox_value_and_a_port_clash(
+    airflow_api: TestClient, emulator: EmulatorServer
+) -> None:
+    """The "Test" button reports a connection the hook cannot use, naming the bad value; nothing is sent."""
+    body = {
+        "connection_id": "dataforseo_form",
+        "conn_type": "dataforseo",
+        "host": emulator.url,
+        "login": EMULATOR_LOGIN,
+        "password": EMULATOR_PASSWORD,
+    }
+    balance = _balance(emulator)
+    reply = airflow_api.post("/api/v2/connections/test", json={**body, "extra": '{"sandbox": "ture"}'})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["status"] is False
+    assert "extra 'sandbox' must be true or false, got 'ture'" in reply.json()["message"]
+
+    scheme_host, port = emulator.url.rsplit(":", 1)
+    reply = airflow_api.post("/api/v2/connections/test", json={**body, "port": int(port) + 1})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["status"] is False
+    assert f"names port {port} but its Port field says {int(port) + 1}" in reply.json()["message"]
+
+    reply = airflow_api.post(
+        "/api/v2/connections/test", json={**body, "host": scheme_host, "port": int(port)}
+    )
+    assert reply.json() == {"status": True, "message": f"{EMULATOR_LOGIN}, balance {balance} USD"}
+    assert _balance(emulator) == balance

@@ -457,3 +457,64 @@ def test_raw_items_give_the_same_rows_as_dict_items(target_set: TargetSet) -> No
     assert raw_missing == dict_missing == chunk[:2]
     assert encode_rows(raw_rows) == encode_rows(dict_rows)  # byte for byte
     assert raw_rows[-1]["target"] is None  # the stray item is kept, unmatched
+
+
+class _Interrupted(BaseException):
+    """Stands for what Airflow raises in the task's thread (execution_timeout, a kill signal)."""
+
+
+def test_an_interruption_stores_the_replies_in_flight_and_leaves_hung_ones_behind(
+    target_set: TargetSet,
+) -> None:
+    chunks = [target_set.targets[:3], target_set.targets[3:6], target_set.targets[6:9]]
+    release_second, release_third = threading.Event(), threading.Event()
+    returned: list[int] = []
+
+    def post(chunk: list[str]) -> TaskResult:
+        index = chunks.index(chunk)
+        if index == 1:
+            release_second.wait(WAIT)
+        if index == 2:
+            release_third.wait(WAIT)  # hangs until the test is over
+        returned.append(index)
+        return fake_result(chunk)
+
+    def sink(rows: list[Row]) -> None:
+        if rows and rows[0]["target"] in chunks[0]:
+            release_second.set()  # the second reply arrives while the interruption is handled
+            raise _Interrupted
+
+    stored: list[int] = []
+    try:
+        with pytest.raises(_Interrupted):
+            fetch_bulk_pages_summary(
+                target_set,
+                chunks,
+                post,
+                sink,
+                max_active_requests=3,
+                on_chunk=lambda outcome: stored.append(outcome.index),
+                interrupt_grace_seconds=1,
+            )
+        # the paid-for second reply is stored; the fetch did not wait for the hung third one
+        assert stored == [1]
+        assert 2 not in returned
+    finally:
+        release_third.set()
+
+
+def test_an_interruption_starts_nothing_new(target_set: TargetSet) -> None:
+    chunks = [target_set.targets[i : i + 2] for i in range(0, 12, 2)]
+    sent: list[int] = []
+
+    def post(chunk: list[str]) -> TaskResult:
+        sent.append(chunks.index(chunk))
+        return fake_result(chunk)
+
+    def sink(rows: list[Row]) -> None:
+        raise _Interrupted
+
+    with pytest.raises(_Interrupted):
+        fetch_bulk_pages_summary(target_set, chunks, post, sink, max_active_requests=1)
+    # chunk 1 was queued before chunk 0 was written (sent, or dropped if not started yet); no more
+    assert sent in ([0], [0, 1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 import pytest
@@ -239,3 +240,187 @@ def test_a_refused_connection_names_the_url(monkeypatch: pytest.MonkeyPatch) -> 
 def test_an_over_long_tag_is_refused_with_its_length(monkeypatch: pytest.MonkeyPatch, emulator: Any) -> None:
     with pytest.raises(ValueError, match="got 300 characters"):
         _hook(monkeypatch, emulator.url).bulk_pages_summary(["example.com"], tag="x" * 300)
+
+
+# -- bad configuration is refused before anything is sent ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("timeout", "expected"),
+    [([3, 20], (3.0, 20.0)), ((3, 20.5), (3.0, 20.5)), (5, 5.0), (2.5, 2.5)],
+)
+def test_timeout_takes_a_list_of_two_or_one_number(timeout: Any, expected: Any) -> None:
+    hook = DataForSeoHook("dataforseo_test", timeout=timeout)
+    assert hook.timeout == expected
+    assert type(hook.timeout) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "timeout",
+    [
+        [3],
+        [3, 2, 1],
+        [3, -1],
+        [0, 5],
+        (math.nan, 5),
+        [3, math.inf],
+        [True, 5],
+        ["3", 5],
+        "10",
+        None,
+        True,
+        0,
+        -1,
+        math.inf,
+        {"connect": 3, "read": 5},
+    ],
+)
+def test_a_bad_timeout_is_refused_when_the_hook_is_made(timeout: Any) -> None:
+    with pytest.raises(ValueError, match="timeout must be") as info:
+        DataForSeoHook("dataforseo_test", timeout=timeout)
+    assert repr(timeout) in str(info.value)
+
+
+def test_a_json_timeout_list_from_hook_params_works_over_http(
+    monkeypatch: pytest.MonkeyPatch, emulator: Any
+) -> None:
+    """``hook_params`` from JSON/YAML give a list: it used to break every request inside requests."""
+    from airflow_provider_dataforseo.operators.bulk_pages_summary import BulkPagesSummaryOperator
+
+    monkeypatch.setenv("AIRFLOW_CONN_DATAFORSEO_TEST", conn_json(emulator.url))
+    operator = BulkPagesSummaryOperator(
+        task_id="timeout_list",
+        targets=["https://example.com/"],
+        dataforseo_conn_id="dataforseo_test",
+        hook_params=json.loads('{"timeout": [3, 20]}'),
+    )
+    assert operator.hook.timeout == (3.0, 20.0)
+    result = operator.hook.bulk_pages_summary(["https://example.com/"])
+    assert match_items(result.items, ["https://example.com/"]).by_target == {
+        "https://example.com/": summary_item("https://example.com/")
+    }
+
+
+def _conn_hook(monkeypatch: pytest.MonkeyPatch, **conn: Any) -> DataForSeoHook:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DATAFORSEO_CONF",
+        json.dumps(
+            {"conn_type": "dataforseo", "login": EMULATOR_LOGIN, "password": EMULATOR_PASSWORD, **conn}
+        ),
+    )
+    return DataForSeoHook("dataforseo_conf", **FAST_RETRY)
+
+
+@pytest.mark.parametrize(
+    ("sandbox", "expected"),
+    [
+        (True, api.SANDBOX_URL),
+        (False, api.API_URL),
+        (None, api.API_URL),  # JSON null: the UI form's unset switch
+        ("1", api.SANDBOX_URL),
+        (" TRUE ", api.SANDBOX_URL),
+        ("Yes", api.SANDBOX_URL),
+        ("on", api.SANDBOX_URL),
+        ("0", api.API_URL),
+        ("False", api.API_URL),
+        (" no", api.API_URL),
+        ("OFF", api.API_URL),
+        ("", api.API_URL),
+        ("  ", api.API_URL),
+        (1, api.SANDBOX_URL),  # JSON numbers typed into the extra
+        (0, api.API_URL),
+    ],
+)
+def test_sandbox_extra_values(monkeypatch: pytest.MonkeyPatch, sandbox: object, expected: str) -> None:
+    assert _conn_hook(monkeypatch, extra={"sandbox": sandbox}).base_url == expected
+
+
+@pytest.mark.parametrize("sandbox", ["sandbox", "ture", "y es", 2, -1, 1.0, [], {"on": True}])
+def test_an_unrecognised_sandbox_value_is_an_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, sandbox: object
+) -> None:
+    """Not silently the paid production API (only base_url is asked: nothing may leave the machine)."""
+    hook = _conn_hook(monkeypatch, extra={"sandbox": sandbox})
+    with pytest.raises(DataForSeoInvalidRequestError) as info:
+        _ = hook.base_url
+    assert f"extra 'sandbox' must be true or false, got {sandbox!r}" in str(info.value)
+    assert not info.value.retryable
+
+
+def test_an_unrecognised_sandbox_value_fails_the_task_without_retries_or_requests(
+    monkeypatch: pytest.MonkeyPatch, emulator: Any
+) -> None:
+    """Checked even when a host is given (a typo stays a typo); the emulator host keeps a
+    regression on loopback."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_provider_dataforseo.hooks.dataforseo import fail_task_on_permanent_errors
+
+    hook = _conn_hook(monkeypatch, host=emulator.url, extra={"sandbox": "ture"})
+    before = _api_requests(emulator)
+    with pytest.raises(DataForSeoInvalidRequestError, match="got 'ture'") as info:
+        hook.bulk_pages_summary(["example.com"])
+    assert not info.value.retryable
+    assert "_session" not in hook.__dict__  # no HTTP session was ever opened
+    with pytest.raises(AirflowFailException, match="extra 'sandbox'"), fail_task_on_permanent_errors():
+        hook.bulk_pages_summary(["example.com"])
+    ok, message = hook.test_connection()
+    assert ok is False and "got 'ture'" in message
+    assert _api_requests(emulator) == before
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        ("http://127.0.0.1", 18765, "http://127.0.0.1:18765"),
+        ("http://127.0.0.1/", 18765, "http://127.0.0.1:18765"),
+        ("http://127.0.0.1:18765", 18765, "http://127.0.0.1:18765"),
+        ("127.0.0.1", 18765, "https://127.0.0.1:18765"),
+        ("127.0.0.1:18765", 18765, "https://127.0.0.1:18765"),
+        ("http://[::1]", 9, "http://[::1]:9"),
+        ("https://example.com/prefix", 8443, "https://example.com:8443/prefix"),
+        ("http://127.0.0.1", None, "http://127.0.0.1"),
+    ],
+)
+def test_the_port_field_is_used_when_the_host_names_none(
+    monkeypatch: pytest.MonkeyPatch, host: str, port: int | None, expected: str
+) -> None:
+    assert _conn_hook(monkeypatch, host=host, port=port).base_url == expected
+
+
+@pytest.mark.parametrize("host", ["http://127.0.0.1:8765", "127.0.0.1:8765"])
+def test_two_different_ports_are_refused_naming_both(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+    hook = _conn_hook(monkeypatch, host=host, port=18765)
+    with pytest.raises(
+        DataForSeoInvalidRequestError, match="names port 8765 but its Port field says 18765"
+    ) as info:
+        hook.bulk_pages_summary(["example.com"])
+    assert not info.value.retryable
+    assert "_session" not in hook.__dict__
+
+
+def test_a_host_with_a_scheme_and_a_port_field_reaches_the_emulator(
+    monkeypatch: pytest.MonkeyPatch, emulator: Any
+) -> None:
+    scheme_host, port = emulator.url.rsplit(":", 1)
+    hook = _conn_hook(monkeypatch, host=scheme_host, port=int(port))
+    assert hook.base_url == emulator.url
+    ok, message = hook.test_connection()
+    assert ok is True and message.startswith(f"{EMULATOR_LOGIN}, balance ")
+
+
+def test_operator_and_sensor_refuse_a_bad_timeout_when_built() -> None:
+    from airflow_provider_dataforseo.operators.bulk_pages_summary import BulkPagesSummaryOperator
+    from airflow_provider_dataforseo.sensors.backlinks_change import BacklinksChangeSensor
+
+    with pytest.raises(ValueError, match=r"timeout must be .* got \[3, -1\]"):
+        BulkPagesSummaryOperator(task_id="x", targets=["a.com"], hook_params={"timeout": [3, -1]})
+    with pytest.raises(ValueError, match=r"timeout must be .* got 'soon'"):
+        BacklinksChangeSensor(
+            task_id="y",
+            targets=["a.com"],
+            baseline_path="file:///tmp/b.json",
+            hook_params={"timeout": "soon"},
+        )
+    ok = BulkPagesSummaryOperator(task_id="z", targets=["a.com"], hook_params={"timeout": [3, 20]})
+    assert ok.hook_params == {"timeout": [3, 20]}  # kept as given (serialisable); the hook makes a tuple

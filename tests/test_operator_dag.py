@@ -146,6 +146,19 @@ def test_targets_from_a_file_uri_and_a_rendered_list(tmp_path: Path) -> None:
     assert {r["target"] for r in CAPTURED["rendered_list"]} <= {"https://example.com/a", "example.org"}
 
 
+def test_urls_with_commas_from_a_file_and_a_text_are_fetched_whole(tmp_path: Path) -> None:
+    urls = ["https://shop.example.com/list?ids=a.com,b.com", "https://example.org/p?tags=x,y.net"]
+    assert all(summary_item(url) is not None for url in urls)  # the emulator knows both pages
+    listing = tmp_path / "targets.txt"
+    listing.write_text("\n".join(urls) + "\n", encoding="utf-8")
+    run = run_dag(_dag("comma_file", targets=listing.as_uri()))
+    assert _state(run) == "success"
+    assert sorted(r["target"] for r in CAPTURED["comma_file"]) == sorted(urls)
+    run = run_dag(_dag("comma_text", targets=", ".join(urls)))
+    assert _state(run) == "success"
+    assert sorted(r["target"] for r in CAPTURED["comma_text"]) == sorted(urls)
+
+
 def test_wrong_credentials_fail_without_airflow_retry(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.conftest import conn_json
 

@@ -289,6 +289,9 @@ FILES = [
     "#only comments\n\n",
     "",
     "a.com,b.com\nshort\n",
+    "https://shop.example.com/list?ids=a.com,b.com\r\nhttps://example.org/p?tags=x,y.net\r\n",
+    "url\nhttps://a.com/?ids=x,y\n1,https://b.com/?t=p,q\n",
+    '1,https://a.com/?ids=x,y\n2,"https://b.com/?t=p,q"\nhttps://a.com/x,https://b.com/y\n',
 ]
 
 

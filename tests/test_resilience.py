@@ -672,3 +672,51 @@ def test_checkpoint_on_s3_resumes_merges_and_leaves_only_the_rows_object(
         "d.com",
         "e.com",
     ]
+
+
+def test_checkpoint_resumes_only_for_the_run_that_wrote_it(tmp_path: Path) -> None:
+    rows_path = tmp_path / "rows.jsonl"
+    Checkpoint(rows_path, SMALL, _options(), run="dag/fetch/run-1/-1").save(_outcome(1))
+    assert sorted(Checkpoint(rows_path, SMALL, _options(), run="dag/fetch/run-1/-1").load()) == [1]
+    assert sorted(Checkpoint(rows_path, SMALL, _options()).load()) == [1]  # no run given: any
+    # another run writing to the same path starts afresh, and the stale parts are removed
+    assert Checkpoint(rows_path, SMALL, _options(), run="dag/fetch/run-2/-1").load() == {}
+    assert not (tmp_path / "rows.jsonl.checkpoint").exists()
+
+
+def test_a_later_run_to_the_same_output_path_never_reuses_an_earlier_runs_chunks(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    def execute(run_id: str, **kwargs: Any) -> dict[str, Any]:
+        operator = BulkPagesSummaryOperator(
+            task_id="fetch",
+            targets=SMALL_TARGETS,
+            output_path=(tmp_path / "fixed").as_uri() + "/",
+            dataforseo_conn_id=CONN_ID,
+            max_active_requests=1,
+            hook_params=FAST,
+            **kwargs,
+        )
+        ti = SimpleNamespace(dag_id="d", task_id="fetch", run_id=run_id, map_index=-1)
+        return operator.execute({"ti": ti})  # type: ignore[arg-type]
+
+    before = emulator.stats()
+    emulator.configure(reject_targets=[SMALL_CHUNKS[9][60]])  # bisection in chunk 10 ...
+    with pytest.raises(AirflowFailException, match="Cost guard"):
+        execute("run-1", max_cost_usd=estimate_cost_usd(10, 1000))  # ... stops it half-way
+    stored = Checkpoint(tmp_path / "fixed" / "bulk_pages_summary.jsonl", SMALL_CHUNKS, _options()).load()
+    assert sorted(stored) == list(range(10)) and stored[9].pending
+    first = emulator.stats()["api_requests"] - before["api_requests"]
+    emulator.switch_off()
+    manifest = execute("run-2")
+    # every chunk fetched again by the new run; its manifest counts its own spend only
+    assert emulator.stats()["api_requests"] - before["api_requests"] - first == len(SMALL_CHUNKS)
+    assert manifest["requests"] == len(SMALL_CHUNKS)
+    spent_by_run_2 = spent_since(emulator, before) - stored_cost(stored)
+    assert manifest["cost_usd"] == pytest.approx(spent_by_run_2, abs=1e-9)
+
+
+def stored_cost(stored: dict[int, ChunkOutcome]) -> float:
+    return sum(outcome.cost_usd for outcome in stored.values())

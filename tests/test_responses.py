@@ -594,3 +594,21 @@ def test_raw_items_keep_every_object_item_of_every_result_entry() -> None:
     ]
     assert result.item_urls == ["https://a.com/", "b.com"]
     assert result.malformed_items == 1 and result.item_count == 2 and result.items == []
+
+
+@pytest.mark.parametrize(
+    ("task_cost", "envelope_cost", "expected"),
+    [
+        (-5, 0.02003, 0.02003),
+        (-0.00001, None, 0.0),
+        (-math.inf, 0.02003, 0.02003),
+        (0.02006, -5, 0.02006),
+        (None, -5, 0.0),
+        (-5, -5, 0.0),
+    ],
+)
+def test_negative_cost_is_unusable_not_subtracted(
+    task_cost: object, envelope_cost: object, expected: float
+) -> None:
+    payload = make_envelope([make_task([], cost=task_cost)], cost=envelope_cost)
+    assert parse_task_response(payload, endpoint=ENDPOINT).cost_usd == expected

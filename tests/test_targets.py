@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import string
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -309,6 +310,98 @@ def test_parse_real_top_domains_csv() -> None:
     assert len(entries) == 20000
     assert entries[:3] == ["google.com", "microsoft.com", "mail.ru"]
     assert normalise_targets(entries).targets[:3] == ["google.com", "microsoft.com", "mail.ru"]
+
+
+# Commas inside URLs: a URL is never cut at a comma that can belong to it.
+
+COMMA_URLS = ["https://shop.example.com/list?ids=a.com,b.com", "https://example.org/p?tags=x,y.net"]
+
+
+def test_file_of_urls_with_commas_keeps_each_url_whole() -> None:
+    entries = parse_target_file("\n".join(COMMA_URLS) + "\n")
+    assert entries == COMMA_URLS
+    assert normalise_targets(entries).targets == COMMA_URLS
+
+
+def test_text_url_with_commas_is_one_target() -> None:
+    assert coerce_targets("https://ex.com/?ids=a.com,b.com") == ["https://ex.com/?ids=a.com,b.com"]
+    assert coerce_targets("\n".join(COMMA_URLS)) == COMMA_URLS
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("https://a.com/x,https://b.com/y", ["https://a.com/x", "https://b.com/y"]),
+        ("https://a.com/x, HTTPS://b.com/y", ["https://a.com/x", " HTTPS://b.com/y"]),
+        ("https://a.com/?ids=1,2,https://b.com/?t=x,y", ["https://a.com/?ids=1,2", "https://b.com/?t=x,y"]),
+        ("HTTP://A.com/?ids=1,2", ["HTTP://A.com/?ids=1,2"]),
+        ("https://a.com/x,\nhttps://b.com/y, ,\n", ["https://a.com/x", "https://b.com/y"]),
+        ("a.com,b.com,https://x.com/?ids=1,c.com", ["a.com", "b.com", "https://x.com/?ids=1,c.com"]),
+        ("https://a.com/x,,y", ["https://a.com/x,,y"]),
+        ("a.com,,b.com,", ["a.com", "b.com"]),
+    ],
+)
+def test_coerce_targets_splits_only_at_commas_outside_urls(text: str, expected: list[str]) -> None:
+    assert coerce_targets(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a header: read as CSV, quoting keeps the commas of a quoted URL
+        ('id,url,note\n1,"https://a.com/?ids=x,y",hi\n2,b.com,"a, b"\n', ["https://a.com/?ids=x,y", "b.com"]),
+        # a header whose target column is the last: an unquoted URL's commas are joined back
+        ("url\nhttps://a.com/?ids=x,y\nb.com\n", ["https://a.com/?ids=x,y", "b.com"]),
+        (
+            "rank,url\n1,https://a.com/?ids=x,y\n2,https://b.com/,https://c.com/\n",
+            ["https://a.com/?ids=x,y", "https://b.com/"],
+        ),
+        ("domain,rank\nx.com,1\n", ["x.com"]),
+        # no header: the rank,domain shape, and rank,url with the URL's commas
+        ("1,google.com\n2,microsoft.com\n", ["google.com", "microsoft.com"]),
+        (
+            '1,https://a.com/?ids=x,y\n2,"https://b.com/?t=p,q"\n',
+            ["https://a.com/?ids=x,y", "https://b.com/?t=p,q"],
+        ),
+        # no header: url1,url2 on one line keeps the last URL (the last column), as before
+        ("https://a.com/x,https://b.com/y\n", ["https://b.com/y"]),
+        # a line starting with a URL is never a header
+        ("https://a.com/?k=url,target\n", ["https://a.com/?k=url,target"]),
+        # a trailing comma is an empty last column, rejected by validation, never part of the URL
+        ("https://a.com/x,\n", [""]),
+    ],
+)
+def test_parse_target_file_commas(text: str, expected: list[str]) -> None:
+    assert parse_target_file(text) == expected
+
+
+def test_real_top_domains_csv_shape_is_rank_then_domain() -> None:
+    first = TOP_DOMAINS_CSV.read_text(encoding="utf-8").splitlines()[0]
+    assert first == "1,google.com"  # no header: the last column is read
+
+
+_URL_CHARS = string.ascii_letters + string.digits + "-._~!$&'()*+,;=%/?@"
+
+
+@st.composite
+def _comma_urls(draw: st.DrawFn) -> str:
+    """A valid page URL, often with commas (never ending in one, never holding ``://``)."""
+    scheme = draw(st.sampled_from(["http", "https", "HTTPS"]))
+    host = draw(st.sampled_from(["example.com", "a.example.org", "shop.co.uk"]))
+    rest = draw(st.text(alphabet=_URL_CHARS, max_size=30).filter(lambda s: not s.endswith(",")))
+    return f"{scheme}://{host}/{rest}"
+
+
+@settings(max_examples=200, deadline=None)
+@given(urls=st.lists(_comma_urls(), min_size=1, max_size=6))
+def test_urls_with_commas_round_trip_through_text_and_files(urls: list[str]) -> None:
+    lines = "\n".join(urls)
+    assert coerce_targets(lines) == urls
+    assert coerce_targets(",".join(urls)) == urls
+    assert [entry.strip() for entry in coerce_targets(", ".join(urls))] == urls
+    assert parse_target_file(lines) == urls
+    assert parse_target_file("url\n" + lines) == urls
+    assert parse_target_file("\n".join(f"{i},{url}" for i, url in enumerate(urls))) == urls
 
 
 @pytest.mark.parametrize(
@@ -700,3 +793,13 @@ def test_identical_inputs_are_listed_once_and_ipv6_is_named() -> None:
     assert target_set.inputs == {"example.com": ["example.com", "www.example.com"]}
     with pytest.raises(InvalidTargetsError, match="IP addresses are not supported"):
         normalise_targets(["http://[::1]/"])
+
+
+def test_a_comma_and_a_space_after_a_url_separate_targets() -> None:
+    # the example DAG's default params are typed like this in the trigger form
+    assert [t.strip() for t in coerce_targets("https://example.com/, example.org, wikipedia.org")] == [
+        "https://example.com/",
+        "example.org",
+        "wikipedia.org",
+    ]
+    assert coerce_targets("https://ex.com/?ids=a.com,b.com") == ["https://ex.com/?ids=a.com,b.com"]

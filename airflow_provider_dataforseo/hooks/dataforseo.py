@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 import tenacity
@@ -37,10 +39,6 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 180.0
 
 
-#: Size of the pieces a reply's body is read in, bytes (requests' default is 10 KiB).
-_READ_CHUNK_BYTES = 1 << 20
-
-
 def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, DataForSeoError) and exc.retryable
 
@@ -59,7 +57,8 @@ class DataForSeoHook(BaseHook):
     the call with exponential backoff and jitter; the others raise at once.
 
     :param dataforseo_conn_id: the Airflow connection id.
-    :param timeout: ``(connect, read)`` timeouts in seconds; read must exceed the API's 120 s limit.
+    :param timeout: ``(connect, read)`` timeouts in seconds (a list of two is accepted, as JSON or YAML
+        ``hook_params`` give it), or one number for both; read should exceed the API's 120 s limit.
     :param max_attempts: attempts per request, the first included (>= 1).
     :param retry_wait_min: smallest backoff between attempts, seconds.
     :param retry_wait_max: largest backoff between attempts, seconds.
@@ -69,6 +68,7 @@ class DataForSeoHook(BaseHook):
         HTTP attempt (retries included) takes a slot. Default: a
         :class:`~airflow_provider_dataforseo.ratelimit.RequestLimiter` of 30 in flight (the API's
         limit) and 1800 per minute (below the API's default 2000).
+    :raises ValueError: for a bad ``timeout`` or ``max_attempts`` (naming the value).
     """
 
     conn_name_attr = "dataforseo_conn_id"
@@ -80,7 +80,7 @@ class DataForSeoHook(BaseHook):
         self,
         dataforseo_conn_id: str = default_conn_name,
         *,
-        timeout: tuple[float, float] = (DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT),
+        timeout: float | Sequence[float] = (DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT),
         max_attempts: int = 5,
         retry_wait_min: float = 1.0,
         retry_wait_max: float = 60.0,
@@ -93,7 +93,7 @@ class DataForSeoHook(BaseHook):
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts!r}")
         self.dataforseo_conn_id = dataforseo_conn_id
-        self.timeout = timeout
+        self.timeout = check_timeout(timeout)
         self.max_attempts = max_attempts
         self.retry_wait_min = retry_wait_min
         self.retry_wait_max = retry_wait_max
@@ -111,19 +111,21 @@ class DataForSeoHook(BaseHook):
 
     @cached_property
     def base_url(self) -> str:
-        """The API root without a trailing slash, e.g. ``https://api.dataforseo.com``."""
+        """The API root without a trailing slash, e.g. ``https://api.dataforseo.com``.
+
+        The connection's Port is used when the host names none.
+
+        :raises DataForSeoInvalidRequestError: (not retried, nothing sent) when the host's port and the
+            Port field differ, or the extra ``sandbox`` is not a true/false value (see :func:`as_sandbox`).
+        """
         conn = self.connection
+        extra = conn.extra_dejson or {}
+        sandbox = as_sandbox(extra.get("sandbox", extra.get("extra__dataforseo__sandbox", False)))
         host = (conn.host or "").strip().rstrip("/")
         if host:
             if "://" not in host:
                 host = f"https://{host}"
-                if conn.port:
-                    host = f"{host}:{conn.port}"
-            return host
-        extra = conn.extra_dejson or {}
-        sandbox = extra.get("sandbox", extra.get("extra__dataforseo__sandbox", False))
-        if isinstance(sandbox, str):
-            sandbox = sandbox.strip().lower() in ("1", "true", "yes", "on")
+            return _with_port(host, conn.port)
         return api.SANDBOX_URL if sandbox else api.API_URL
 
     def get_conn(self) -> requests.Session:
@@ -167,9 +169,8 @@ class DataForSeoHook(BaseHook):
         try:
             session = self.get_conn()
             with self.limiter.request():
-                response = session.request(method, url, json=body, timeout=self.timeout, stream=True)
-                with response:  # read in 1 MiB pieces: a 1000-item reply in a few reads, not ~80
-                    content = b"".join(response.iter_content(_READ_CHUNK_BYTES))
+                response = session.request(method, url, json=body, timeout=self.timeout)
+                content = response.content
         except requests.Timeout as exc:
             raise DataForSeoServerError(
                 f"{self.base_url} timed out ({type(exc).__name__}) after {self.timeout} s", endpoint=endpoint
@@ -335,6 +336,58 @@ def check_tag(tag: str) -> str:
     return tag
 
 
+def check_timeout(timeout: object) -> float | tuple[float, float]:
+    """Return ``timeout`` in the form ``requests`` takes; raise :class:`ValueError` naming it otherwise.
+
+    :param timeout: one positive number of seconds (connect and read alike), or a list or tuple of
+        two, ``(connect, read)`` - JSON and YAML ``hook_params`` give a list.
+    :return: the number as a float, or a ``(connect, read)`` tuple of floats.
+    :raises ValueError: for anything else (``None``, a bool, a string, zero, a negative or
+        non-finite number, a sequence of another length).
+    """
+
+    def seconds(value: object) -> float | None:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf:
+            return float(value)
+        return None
+
+    if isinstance(timeout, (list, tuple)) and len(timeout) == 2:
+        connect, read = seconds(timeout[0]), seconds(timeout[1])
+        if connect is not None and read is not None:
+            return connect, read
+    elif (single := seconds(timeout)) is not None:
+        return single
+    raise ValueError(
+        f"timeout must be a positive number of seconds or a list of two, [connect, read], got {timeout!r}"
+    )
+
+
+def as_sandbox(value: object) -> bool:
+    """Read the connection extra ``sandbox``: a bool, or a string such as ``"true"`` / ``"off"``.
+
+    :param value: the extra's value; strings 1/0/true/false/yes/no/on/off in any case, spaces around
+        allowed, and the JSON numbers 1 and 0; an empty string is false; ``None`` (JSON null: the UI
+        form's unset switch) is false.
+    :return: whether to use ``https://sandbox.dataforseo.com``.
+    :raises DataForSeoInvalidRequestError: (not retried) for any other value, naming it - rather than
+        silently using the paid production API.
+    """
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int) and value in (0, 1):
+        return value == 1
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("1", "true", "yes", "on"):
+            return True
+        if word in ("", "0", "false", "no", "off"):
+            return False
+    raise DataForSeoInvalidRequestError(
+        f"the connection's extra 'sandbox' must be true or false, got {value!r}: "
+        "fix the connection (nothing was sent)"
+    )
+
+
 def user_agent() -> str:
     """``airflow-provider-dataforseo/<version> apache-airflow/<version>``."""
     try:
@@ -342,6 +395,25 @@ def user_agent() -> str:
     except PackageNotFoundError:  # pragma: no cover - always installed with Airflow 3
         airflow_version = "unknown"
     return f"airflow-provider-dataforseo/{__version__} apache-airflow/{airflow_version}"
+
+
+def _with_port(url: str, port: object) -> str:
+    """``url`` with the connection's Port added when it names none; refuse two different ports."""
+    if not port:
+        return url
+    parts = urlsplit(url)
+    try:
+        own = parts.port
+    except ValueError:  # an unreadable port: requests refuses the URL, naming it
+        return url
+    if own is None:
+        return urlunsplit(parts._replace(netloc=f"{parts.netloc}:{port}"))
+    if str(own) != str(port).strip():
+        raise DataForSeoInvalidRequestError(
+            f"the connection's Base URL {url!r} names port {own} but its Port field says {port!r}: "
+            "give the port once (nothing was sent)"
+        )
+    return url
 
 
 def _mask(secret: str) -> None:

@@ -18,6 +18,7 @@ from airflow_provider_dataforseo.hooks.dataforseo import (
     DataForSeoHook,
     check_rank_scale,
     check_tag,
+    check_timeout,
     fail_task_on_permanent_errors,
 )
 from airflow_provider_dataforseo.planning import load_chunk_group, normalise_stream, read_target_lines
@@ -205,10 +206,13 @@ class BulkPagesSummaryOperator(BaseOperator):
         self.dataforseo_conn_id = dataforseo_conn_id
         self.max_active_requests = max_active_requests
         self.hook_params = hook_params or {}
+        if "timeout" in self.hook_params:  # refused now, not by every request later
+            check_timeout(self.hook_params["timeout"])
         self.max_cost_usd = check_max_cost(max_cost_usd)
         self.requests_per_minute = requests_per_minute
         self._summary: FetchSummary | None = None  # of the last fetch: asset extras, lineage
         self._rows_uri: str | None = None  # where the last fetch wrote rows
+        self._run_key: str | None = None  # "<dag_id>/<task_id>/<run_id>/<map_index>" of this run
 
     @cached_property
     def hook(self) -> DataForSeoHook:
@@ -225,6 +229,11 @@ class BulkPagesSummaryOperator(BaseOperator):
         except ValueError as exc:
             raise AirflowFailException(f"{exc}. Nothing was sent.") from exc
         self._summary, self._rows_uri = None, None
+        ti = context.get("ti")
+        # every try of this task instance resumes from its checkpoint; no other run does
+        self._run_key = "/".join(
+            str(getattr(ti, name, None)) for name in ("dag_id", "task_id", "run_id", "map_index")
+        )
         result = self._execute(context)
         if self._summary is not None:
             self._publish_to_outlets(context, self._summary.manifest(self._rows_uri))
@@ -271,7 +280,8 @@ class BulkPagesSummaryOperator(BaseOperator):
             ) from exc
         chunks = plan_chunks(target_set.targets)
         self.log.info(
-            "%d targets (%d inputs) planned into %d requests (lower bound %d); estimated cost <= %.5f USD",
+            "%d targets (from %d distinct input strings) planned into %d requests (lower bound %d); "
+            "estimated cost <= %.5f USD",
             len(target_set),
             sum(len(v) for v in target_set.inputs.values()) + len(target_set) - len(target_set.inputs),
             len(chunks),
@@ -333,7 +343,7 @@ class BulkPagesSummaryOperator(BaseOperator):
 
         # Rows go to one part per chunk in a checkpoint beside the rows file, then are merged in plan
         # order: a retry fetches only the missing chunks and the file never holds a row twice.
-        checkpoint = Checkpoint(rows_path, chunks, self._request_options())
+        checkpoint = Checkpoint(rows_path, chunks, self._request_options(), run=self._run_key)
         stored = checkpoint.load()
 
         def keep(outcome: ChunkOutcome) -> None:

@@ -21,7 +21,11 @@ from airflow_provider_dataforseo.changes import (
     render_message,
 )
 from airflow_provider_dataforseo.exceptions import InvalidTargetsError
-from airflow_provider_dataforseo.hooks.dataforseo import DataForSeoHook, fail_task_on_permanent_errors
+from airflow_provider_dataforseo.hooks.dataforseo import (
+    DataForSeoHook,
+    check_timeout,
+    fail_task_on_permanent_errors,
+)
 from airflow_provider_dataforseo.operators.bulk_pages_summary import read_targets
 from airflow_provider_dataforseo.targets import is_storage_uri
 from airflow_provider_dataforseo.triggers.backlinks_change import ERROR, TIMEOUT, BacklinksChangeTrigger
@@ -124,6 +128,8 @@ class BacklinksChangeSensor(BaseSensorOperator):
         self.succeed_on_first_run = succeed_on_first_run
         self.max_active_requests = max_active_requests
         self.hook_params = hook_params or {}
+        if "timeout" in self.hook_params:  # refused now, not by every request later
+            check_timeout(self.hook_params["timeout"])
         self.deferrable = deferrable
 
     @cached_property
