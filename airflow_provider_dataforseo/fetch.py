@@ -213,6 +213,7 @@ def fetch_bulk_pages_summary(
     max_bisection_requests: int = DEFAULT_MAX_BISECTION_REQUESTS,
     max_incomplete_retries: int = DEFAULT_MAX_INCOMPLETE_RETRIES,
     interrupt_grace_seconds: float = DEFAULT_INTERRUPT_GRACE_SECONDS,
+    on_interrupt: Callable[[], None] | None = None,
 ) -> FetchSummary:
     """Fetch every chunk, at most ``max_active_requests`` at a time, and hand rows to ``sink``.
 
@@ -247,6 +248,9 @@ def fetch_bulk_pages_summary(
         long to wait, seconds, for the requests in flight, whose replies are then still handed
         to ``sink`` and ``on_chunk`` (they are paid for); requests not started are dropped and
         later replies are left behind. The interruption is then re-raised.
+    :param on_interrupt: called first when this thread is interrupted, to stop every further
+        HTTP attempt, retries inside ``post`` included (the operator passes its limiter's
+        :meth:`~airflow_provider_dataforseo.ratelimit.RequestLimiter.close`).
     :return: the :class:`FetchSummary`.
     :raises CostLimitExceededError: before anything is sent when the estimate does not fit
         ``max_cost_usd``, or while running before a request that might not fit.
@@ -367,6 +371,8 @@ def fetch_bulk_pages_summary(
         # starts, and replies already paid for are still stored if they arrive within the grace
         # period, so that a retry does not pay for them again.
         stopping = True
+        if on_interrupt is not None:
+            on_interrupt()
         _save_what_arrives(running, to_hand_over, hand_over, interrupt_grace_seconds)
         pool.shutdown(wait=False, cancel_futures=True)
         raise

@@ -124,6 +124,7 @@ class RequestLimiter:
         self._sleep = sleep
         self._cond = threading.Condition()
         self._in_flight = 0
+        self._closed = False
         self._starts: deque[float] = deque()  # start times (some maybe still ahead) of the last 60 s
         #: Highest number of requests seen in flight at once.
         self.peak_in_flight = 0
@@ -140,10 +141,13 @@ class RequestLimiter:
         """Wait for a free slot and for this request's start time; the caller must :meth:`release`.
 
         :return: seconds waited for the start time (0 when the rate allowed it at once).
+        :raises RequestsStoppedError: when the limiter is (or gets) closed: nothing may be sent.
         """
         with self._cond:
-            while self._in_flight >= self.max_in_flight:
+            while self._in_flight >= self.max_in_flight and not self._closed:
                 self._cond.wait()
+            if self._closed:
+                raise RequestsStoppedError()
             self._in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
             delay = 0.0
@@ -166,7 +170,25 @@ class RequestLimiter:
             except BaseException:
                 self.release()
                 raise
+            if self._closed:  # closed while this request waited for its start time
+                self.release()
+                raise RequestsStoppedError()
         return delay
+
+    def close(self) -> None:
+        """Let no further request start: every later :meth:`acquire` (a retry too) raises.
+
+        Requests already started are not affected. Called when the task is interrupted (e.g. by
+        ``execution_timeout``) so that no thread sends, and pays for, anything more.
+        """
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
 
     def release(self) -> None:
         """Free the slot taken by :meth:`acquire`."""
@@ -190,6 +212,13 @@ class RequestLimiter:
             f"RequestLimiter(max_in_flight={self.max_in_flight}, "
             f"requests_per_minute={self.requests_per_minute}, burst={self.burst})"
         )
+
+
+class RequestsStoppedError(RuntimeError):
+    """The limiter was closed (the task is being interrupted): the request was not sent."""
+
+    def __init__(self) -> None:
+        super().__init__("the task was interrupted: no further request is sent")
 
 
 def _check_count(name: str, value: object) -> None:

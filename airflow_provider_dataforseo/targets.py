@@ -348,9 +348,12 @@ def iter_target_file(lines: Iterable[str]) -> Iterator[str]:
         if column is not None:
             last = column == len(header) - 1
             for row in csv.reader(kept):
-                if last and len(row) > len(header) and _URL_START_RE.match(row[column]):
-                    # an unquoted URL's commas split it over more cells than the header has
-                    yield split_target_line(",".join(row[column:]))[0]
+                extra = len(row) - len(header)
+                if extra > 0 and _URL_START_RE.match(row[column]):
+                    # an unquoted URL's commas split it over more cells than the header has: the
+                    # surplus cells are its own (only a URL holds commas; the other columns follow)
+                    cells = row[column:] if last else row[column : column + extra + 1]
+                    yield split_target_line(",".join(cells))[0]
                 else:
                     yield row[column] if column < len(row) else ""
             return
@@ -367,7 +370,7 @@ def parse_target_file(text: str) -> list[str]:
     ``url``, ``domain`` or ``page`` (plural too, any case):
 
     - with a header, the file is read as CSV (quoted fields may hold commas) and that column is
-      kept; when it is the header's last column, a row with more cells than the header is an
+      kept; a row with more cells than the header whose target cell starts a URL is an
       unquoted URL whose commas split it, and the URL is joined back (up to a comma followed by
       another ``http(s)://``);
     - without one, each line is split by :func:`split_target_line` and its last piece kept: a line

@@ -518,3 +518,76 @@ def test_an_interruption_starts_nothing_new(target_set: TargetSet) -> None:
         fetch_bulk_pages_summary(target_set, chunks, post, sink, max_active_requests=1)
     # chunk 1 was queued before chunk 0 was written (sent, or dropped if not started yet); no more
     assert sent in ([0], [0, 1])
+
+
+def test_an_interruption_stops_retries_already_running_in_worker_threads(target_set: TargetSet) -> None:
+    from airflow_provider_dataforseo.ratelimit import RequestLimiter, RequestsStoppedError
+
+    limiter = RequestLimiter(max_in_flight=2, requests_per_minute=None)
+    chunks = [target_set.targets[:3], target_set.targets[3:6]]
+    release, in_flight = threading.Event(), threading.Event()
+    sent: list[str] = []
+
+    def post(chunk: list[str]) -> TaskResult:
+        if chunk == chunks[0]:
+            in_flight.wait(WAIT)
+        if chunk == chunks[1]:
+            with limiter.request():  # the first attempt is in flight when the task is interrupted
+                sent.append("attempt 1")
+                in_flight.set()
+                release.wait(WAIT)
+            with limiter.request():  # what the hook's retry would do next: refused
+                sent.append("attempt 2")
+        return fake_result(chunk)
+
+    def sink(rows: list[Row]) -> None:
+        if rows and rows[0]["target"] in chunks[0]:
+            release.set()
+            raise _Interrupted
+
+    with pytest.raises(_Interrupted):
+        fetch_bulk_pages_summary(
+            target_set,
+            chunks,
+            post,
+            sink,
+            max_active_requests=2,
+            interrupt_grace_seconds=WAIT,
+            on_interrupt=limiter.close,
+        )
+    assert sent == ["attempt 1"] and limiter.closed and limiter.in_flight == 0
+    with pytest.raises(RequestsStoppedError):
+        limiter.acquire()
+
+
+def test_a_closed_limiter_wakes_requests_waiting_for_a_slot() -> None:
+    from airflow_provider_dataforseo.ratelimit import RequestLimiter, RequestsStoppedError
+
+    limiter = RequestLimiter(max_in_flight=1, requests_per_minute=None)
+    limiter.acquire()
+    outcome: list[str] = []
+
+    def waiter() -> None:
+        try:
+            limiter.acquire()
+            outcome.append("started")
+        except RequestsStoppedError:
+            outcome.append("stopped")
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    limiter.close()
+    thread.join(WAIT)
+    assert outcome == ["stopped"]
+    limiter.release()  # the request in flight finishes normally
+    assert limiter.in_flight == 0
+
+
+def test_the_operator_on_kill_stops_further_requests() -> None:
+    from airflow_provider_dataforseo.operators.bulk_pages_summary import BulkPagesSummaryOperator
+
+    operator = BulkPagesSummaryOperator(task_id="x", targets=["a.com"])
+    operator.on_kill()  # before any hook exists: nothing to do
+    limiter = operator.hook.limiter
+    operator.on_kill()
+    assert limiter.closed

@@ -424,3 +424,24 @@ def test_operator_and_sensor_refuse_a_bad_timeout_when_built() -> None:
         )
     ok = BulkPagesSummaryOperator(task_id="z", targets=["a.com"], hook_params={"timeout": [3, 20]})
     assert ok.hook_params == {"timeout": [3, 20]}  # kept as given (serialisable); the hook makes a tuple
+
+
+@pytest.mark.parametrize(
+    ("hook_params", "message"),
+    [
+        ({"timout": 5}, r"hook_params: unknown 'timout'; accepted: timeout, max_attempts"),
+        ({"max_attempts": 0}, r"max_attempts must be an integer of at least 1, got 0"),
+        ({"max_attempts": "3"}, r"max_attempts must be an integer of at least 1, got '3'"),
+        ({"retry_wait_max": -1}, r"retry_wait_max must be a number of seconds >= 0, got -1"),
+    ],
+)
+def test_operator_refuses_unusable_hook_params(hook_params: dict[str, Any], message: str) -> None:
+    from airflow_provider_dataforseo.operators.bulk_pages_summary import BulkPagesSummaryOperator
+
+    with pytest.raises(ValueError, match=message):
+        BulkPagesSummaryOperator(task_id="x", targets=["a.com"], hook_params=hook_params)
+
+
+def test_a_null_sandbox_switch_lets_the_prefixed_key_decide(monkeypatch: pytest.MonkeyPatch) -> None:
+    extra = {"sandbox": None, "extra__dataforseo__sandbox": True}
+    assert _conn_hook(monkeypatch, extra=extra).base_url == api.SANDBOX_URL

@@ -803,3 +803,10 @@ def test_a_comma_and_a_space_after_a_url_separate_targets() -> None:
         "wikipedia.org",
     ]
     assert coerce_targets("https://ex.com/?ids=a.com,b.com") == ["https://ex.com/?ids=a.com,b.com"]
+
+
+def test_an_unquoted_url_with_commas_in_a_middle_csv_column_is_joined_back() -> None:
+    # a tester's file: the url column is not the last one and its commas are not quoted
+    text = 'url,rank\nhttps://ex.com/?a=1,2,5\n"https://ex.com/?q=x,y",6\nb.com,7\n'
+    assert parse_target_file(text) == ["https://ex.com/?a=1,2", "https://ex.com/?q=x,y", "b.com"]
+    assert parse_target_file("id,url,rank\n1,https://ex.com/?a=1,2,5\n") == ["https://ex.com/?a=1,2"]

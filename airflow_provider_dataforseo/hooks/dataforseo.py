@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -120,7 +120,10 @@ class DataForSeoHook(BaseHook):
         """
         conn = self.connection
         extra = conn.extra_dejson or {}
-        sandbox = as_sandbox(extra.get("sandbox", extra.get("extra__dataforseo__sandbox", False)))
+        value = extra.get("sandbox")
+        if value is None:  # unset (or null from the form): the older prefixed key may say it
+            value = extra.get("extra__dataforseo__sandbox")
+        sandbox = as_sandbox(value)
         host = (conn.host or "").strip().rstrip("/")
         if host:
             if "://" not in host:
@@ -334,6 +337,42 @@ def check_tag(tag: str) -> str:
             + (f"{len(tag)} characters: {tag[:40]!r}..." if isinstance(tag, str) else repr(tag))
         )
     return tag
+
+
+#: What ``hook_params`` of the operator and the sensor may hold (``DataForSeoHook`` keywords).
+HOOK_PARAMS: Final = (
+    "timeout",
+    "max_attempts",
+    "retry_wait_min",
+    "retry_wait_max",
+    "max_retry_seconds",
+    "pool_maxsize",
+    "limiter",
+    "logger_name",
+)
+
+
+def check_hook_params(params: Mapping[str, Any]) -> None:
+    """Refuse ``hook_params`` the hook could not use, when the DAG is parsed rather than at run time.
+
+    :param params: keyword arguments meant for :class:`DataForSeoHook`.
+    :raises ValueError: naming an unknown key (with the accepted ones), or a bad ``timeout``,
+        ``max_attempts`` (an integer >= 1) or wait (a number of seconds >= 0).
+    """
+    unknown = sorted(set(params) - set(HOOK_PARAMS))
+    if unknown:
+        raise ValueError(
+            f"hook_params: unknown {', '.join(map(repr, unknown))}; accepted: {', '.join(HOOK_PARAMS)}"
+        )
+    if "timeout" in params:
+        check_timeout(params["timeout"])
+    attempts = params.get("max_attempts", 1)
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise ValueError(f"hook_params: max_attempts must be an integer of at least 1, got {attempts!r}")
+    for name in ("retry_wait_min", "retry_wait_max", "max_retry_seconds"):
+        value = params.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+            raise ValueError(f"hook_params: {name} must be a number of seconds >= 0, got {value!r}")
 
 
 def check_timeout(timeout: object) -> float | tuple[float, float]:

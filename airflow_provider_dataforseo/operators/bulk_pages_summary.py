@@ -16,9 +16,9 @@ from airflow_provider_dataforseo.exceptions import InvalidTargetsError
 from airflow_provider_dataforseo.fetch import ChunkOutcome, FetchSummary, Row, fetch_bulk_pages_summary
 from airflow_provider_dataforseo.hooks.dataforseo import (
     DataForSeoHook,
+    check_hook_params,
     check_rank_scale,
     check_tag,
-    check_timeout,
     fail_task_on_permanent_errors,
 )
 from airflow_provider_dataforseo.planning import load_chunk_group, normalise_stream, read_target_lines
@@ -206,8 +206,7 @@ class BulkPagesSummaryOperator(BaseOperator):
         self.dataforseo_conn_id = dataforseo_conn_id
         self.max_active_requests = max_active_requests
         self.hook_params = hook_params or {}
-        if "timeout" in self.hook_params:  # refused now, not by every request later
-            check_timeout(self.hook_params["timeout"])
+        check_hook_params(self.hook_params)  # refused now, not by every request later
         self.max_cost_usd = check_max_cost(max_cost_usd)
         self.requests_per_minute = requests_per_minute
         self._summary: FetchSummary | None = None  # of the last fetch: asset extras, lineage
@@ -229,6 +228,7 @@ class BulkPagesSummaryOperator(BaseOperator):
         except ValueError as exc:
             raise AirflowFailException(f"{exc}. Nothing was sent.") from exc
         self._summary, self._rows_uri = None, None
+        self.__dict__.pop("hook", None)  # a fresh hook and limiter for every try
         ti = context.get("ti")
         # every try of this task instance resumes from its checkpoint; no other run does
         self._run_key = "/".join(
@@ -238,6 +238,14 @@ class BulkPagesSummaryOperator(BaseOperator):
         if self._summary is not None:
             self._publish_to_outlets(context, self._summary.manifest(self._rows_uri))
         return result
+
+    def on_kill(self) -> None:
+        """Airflow calls this on SIGTERM: no further request starts (retries included).
+
+        Requests in flight finish and their replies are stored; the task then fails.
+        """
+        if "hook" in self.__dict__:
+            self.hook.limiter.close()
 
     def _publish_to_outlets(self, context: Context, manifest: dict[str, Any]) -> None:
         """Put the manifest into the ``extra`` of this run's event of every ``Asset`` outlet."""
@@ -413,6 +421,7 @@ class BulkPagesSummaryOperator(BaseOperator):
                     done=done,
                     on_chunk=on_chunk,
                     max_cost_usd=self.max_cost_usd,
+                    on_interrupt=self.hook.limiter.close,  # no retry either, once interrupted
                 )
             return self._summary
         finally:

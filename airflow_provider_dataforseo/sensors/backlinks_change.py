@@ -23,7 +23,7 @@ from airflow_provider_dataforseo.changes import (
 from airflow_provider_dataforseo.exceptions import InvalidTargetsError
 from airflow_provider_dataforseo.hooks.dataforseo import (
     DataForSeoHook,
-    check_timeout,
+    check_hook_params,
     fail_task_on_permanent_errors,
 )
 from airflow_provider_dataforseo.operators.bulk_pages_summary import read_targets
@@ -128,8 +128,7 @@ class BacklinksChangeSensor(BaseSensorOperator):
         self.succeed_on_first_run = succeed_on_first_run
         self.max_active_requests = max_active_requests
         self.hook_params = hook_params or {}
-        if "timeout" in self.hook_params:  # refused now, not by every request later
-            check_timeout(self.hook_params["timeout"])
+        check_hook_params(self.hook_params)  # refused now, not by every request later
         self.deferrable = deferrable
 
     @cached_property
