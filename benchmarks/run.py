@@ -87,6 +87,20 @@ def _jsonl_sink(handle: Any) -> Callable[[list[dict[str, Any]]], None]:
     return write
 
 
+def _fetched(summary: Any, plan_s: float, concurrency: int) -> dict[str, Any]:
+    """The measurement of a run through ``fetch_bulk_pages_summary`` (never refused as a whole)."""
+    return {
+        "requests": summary.requests,
+        "failed_requests": 0,
+        "failed_codes": {},
+        "items": summary.items,
+        "cost_usd": summary.cost_usd,
+        "unanswered_targets": 0,
+        "plan_s": plan_s,
+        "concurrency": concurrency,
+    }
+
+
 def _run_ours(targets: list[str], hook: Any, sink: Any, concurrency: int) -> dict[str, Any]:
     from airflow_provider_dataforseo.fetch import fetch_bulk_pages_summary
     from airflow_provider_dataforseo.targets import normalise_targets, plan_chunks
@@ -102,16 +116,7 @@ def _run_ours(targets: list[str], hook: Any, sink: Any, concurrency: int) -> dic
         sink,
         max_active_requests=concurrency,
     )
-    return {
-        "requests": summary.requests,
-        "failed_requests": 0,
-        "failed_codes": {},
-        "items": summary.items,
-        "cost_usd": summary.cost_usd,
-        "unanswered_targets": 0,
-        "plan_s": plan_s,
-        "concurrency": concurrency,
-    }
+    return _fetched(summary, plan_s, concurrency)
 
 
 def _run_seq1000(targets: list[str], hook: Any, sink: Any, concurrency: int) -> dict[str, Any]:
@@ -166,16 +171,7 @@ def _run_batch100(targets: list[str], hook: Any, sink: Any, concurrency: int) ->
         sink,
         max_active_requests=concurrency,
     )
-    return {
-        "requests": summary.requests,
-        "failed_requests": 0,
-        "failed_codes": {},
-        "items": summary.items,
-        "cost_usd": summary.cost_usd,
-        "unanswered_targets": 0,
-        "plan_s": 0.0,
-        "concurrency": concurrency,
-    }
+    return _fetched(summary, 0.0, concurrency)
 
 
 def _run_bare(targets: list[str], hook: Any, sink: Any, concurrency: int) -> dict[str, Any]:
