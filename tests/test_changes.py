@@ -43,6 +43,7 @@ def test_every_kind_with_exact_values_and_deltas() -> None:
     assert evaluation.changes == [
         {
             "target": "https://a.com/",
+            "inputs": ["https://a.com/"],
             "url": "https://a.com/",
             "field": "lost_date",
             "old": None,
@@ -52,6 +53,7 @@ def test_every_kind_with_exact_values_and_deltas() -> None:
         },
         {
             "target": "https://a.com/",
+            "inputs": ["https://a.com/"],
             "url": "https://a.com/",
             "field": "broken_backlinks",
             "old": 3,
@@ -61,6 +63,7 @@ def test_every_kind_with_exact_values_and_deltas() -> None:
         },
         {
             "target": "https://b.com/",
+            "inputs": ["https://b.com/"],
             "url": "https://b.com/",
             "field": "lost_date",
             "old": "2026-10-01 10:00:00 +00:00",
@@ -70,6 +73,7 @@ def test_every_kind_with_exact_values_and_deltas() -> None:
         },
         {
             "target": "https://b.com/",
+            "inputs": ["https://b.com/"],
             "url": "https://b.com/",
             "field": "broken_backlinks",
             "old": 9,
@@ -79,6 +83,7 @@ def test_every_kind_with_exact_values_and_deltas() -> None:
         },
         {
             "target": "https://c.com/",
+            "inputs": ["https://c.com/"],
             "url": "https://c.com/",
             "field": "lost_date",
             "old": "2026-10-01 10:00:00 +00:00",
@@ -124,8 +129,9 @@ def test_dates_are_compared_as_utc_instants() -> None:
     assert evaluate(baseline, same, ("lost_date",)).changes == []
     later = {"x.com": entry("x.com", lost_date="2019-11-15 12:57:47 +00:00")}
     assert [c["kind"] for c in evaluate(baseline, later, ("lost_date",)).changes] == ["lost_date_changed"]
-    # an unparseable date is kept as text and compared as text
-    assert normalise_value("lost_date", "soon") == (True, "soon")
+    # an unparseable date is no data for the field, never a change
+    assert normalise_value("lost_date", "soon") == (False, None)
+    assert evaluate(baseline, {"x.com": entry("x.com", lost_date="soon")}, ("lost_date",)).changes == []
 
 
 def test_missing_targets_and_fields_are_no_data_never_lost() -> None:
@@ -207,7 +213,7 @@ def test_message_names_each_page_with_old_and_new_values() -> None:
         "- https://a.com/x  lost_date: none -> 2026-11-02 08:00:00 +00:00 (lost)",
         "- https://a.com/x  broken_backlinks: 3 -> 5 (+2, broken_backlinks_increased)",
     ]
-    assert "<td>https://a.com/x</td><td>broken_backlinks</td><td>3</td><td>5</td>" in message["html"]
+    assert "<td>https://a.com/x</td><td></td><td>broken_backlinks</td><td>3</td><td>5</td>" in message["html"]
     many = changes * 3
     assert render_message(many, max_lines=4)["text"].endswith("... and 2 more")
 
@@ -216,6 +222,7 @@ def test_html_is_escaped() -> None:
     changes = [
         {
             "target": "t",
+            "inputs": ["t"],
             "url": "https://a.com/?q=<b>",
             "field": "f",
             "old": 1,
