@@ -46,7 +46,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_provider_dataforseo import api
-from airflow_provider_dataforseo.emulator import data, faults, simclock
+from airflow_provider_dataforseo.emulator import data, faults, formats, simclock
 from airflow_provider_dataforseo.emulator.limits import AccountLimits
 from airflow_provider_dataforseo.targets import main_domain, target_host
 
@@ -699,6 +699,7 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
     app.state.faults = injector
     sim_clock = simclock.SimulatedClock(cfg.simulated_date)
     app.state.clock = sim_clock
+    spellings = formats.Spellings()  # value spellings of the replies (tests of clients' parsing)
     app.add_middleware(GZipMiddleware, minimum_size=_GZIP_MIN_BYTES, compresslevel=GZIP_LEVEL)
 
     @app.post(api.BULK_PAGES_SUMMARY_PATH)
@@ -728,6 +729,7 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
         try:
             await injector.delay(injected)
             task = _bulk_pages_summary(state, tasks[0], start, injector, as_of=sim_clock.current)
+            formats.respell(task, spellings.current)
             if injected is not None and injected.kind == faults.DROP_ITEMS:
                 faults.drop_items(injected, task, injector.config.drop_share)
             reply = compress_reply(request, faults.mangle(injected, envelope(api.OK, MSG_OK, start, [task])))
@@ -758,6 +760,7 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
     _register_control_routes(app, state)
     faults.register_routes(app, injector)
     simclock.register_routes(app, sim_clock)
+    formats.register_routes(app, spellings)
 
     @app.exception_handler(StarletteHTTPException)
     async def not_found(request: Request, exc: StarletteHTTPException) -> JSONResponse:
