@@ -422,3 +422,47 @@ def test_an_s3_baseline_and_feed(
     assert document["pending"] == [] and len(document["targets"]) == sum(
         1 for t in [*pages, PAGES[40]] if summary_item(t) is not None
     )
+
+
+def test_the_feed_report_example_reads_the_feed_once_per_change(tmp_path: Path) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    from example_dags.example_dataforseo_asset_consumer import changes_feed_report
+
+    bag = DagBag(dag_folder=str(REPO / "example_dags" / "example_dataforseo_asset_consumer.py"))
+    assert bag.import_errors == {}
+    assert "example_dataforseo_changes_feed_report" in bag.dag_ids
+    feed = ChangesFeed(ObjectStoragePath(tmp_path.as_uri() + "/"), "k" * 24)
+
+    def change(target: str, kind: str) -> dict[str, Any]:
+        return {
+            "target": target,
+            "inputs": [target],
+            "field": "lost_date",
+            "old": None,
+            "new": "x",
+            "kind": kind,
+        }
+
+    old = {
+        "check_id": "c0",
+        "detected_at": "2026-10-20T10:00:00+00:00",
+        "changes": [change("https://a.com/", "lost")],
+    }
+    new = {
+        "check_id": "c1",
+        "detected_at": "2026-11-06T10:00:00+00:00",
+        "changes": [change("https://a.com/", "recovered"), change("https://b.com/", "lost")],
+    }
+    assert [feed.append(old), feed.append(new), feed.append(new)] == [1, 2, 0]  # once per check_id
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"backlinks_changes_{'k' * 24}_2026-10.jsonl",
+        f"backlinks_changes_{'k' * 24}_2026-11.jsonl",
+    ]
+    report = changes_feed_report(feed.read(), now=pendulum.datetime(2026, 11, 8, 10, tz="UTC"))
+    assert report == {
+        "since": "2026-11-01T10:00:00+00:00",
+        "changes": 2,
+        "by_kind": {"recovered": 1, "lost": 1},
+        "pages": [[1, "https://a.com/"], [1, "https://b.com/"]],
+    }

@@ -90,10 +90,10 @@ def _first(candidates: list[str], count: int, wanted: Any) -> list[str]:
 
 
 POOL: list[str] = (
-    _first(_PAGES, 14, lambda t: _changes_within(t, 20))
-    + _first(_PAGES, 3, lambda t: summary_item(t) is not None and not _changes_within(t, 20))
+    _first(_PAGES, 14, lambda t: _changes_within(t, 10))
+    + _first(_PAGES, 3, lambda t: summary_item(t) is not None and not _changes_within(t, 10))
     + _first(_PAGES, 1, lambda t: summary_item(t) is None)
-    + _first(_DOMAINS, 6, lambda t: _changes_within(t, 20))
+    + _first(_DOMAINS, 6, lambda t: _changes_within(t, 10))
 )
 
 #: Spellings of a canonical target the user may write (the model's own, not the provider's).
@@ -174,6 +174,7 @@ class ChangeAlerts(RuleBasedStateMachine):
     def start(self, picks: list[str]) -> None:
         self.targets = list(picks)
         self.spelled = {t: t for t in picks}
+        self.check(deferred=False, fault="none")  # the first baseline
 
     @rule(pick=st.sampled_from(POOL), data=st.data())
     def add(self, pick: str, data: st.DataObject) -> None:
@@ -183,6 +184,7 @@ class ChangeAlerts(RuleBasedStateMachine):
         choices = PAGE_SPELLINGS if "://" in target else DOMAIN_SPELLINGS
         self.targets.insert(data.draw(st.integers(0, len(self.targets))), target)
         self.spelled[target] = spell(target, data.draw(st.sampled_from(choices)))
+        self.then_check(data)
 
     @precondition(lambda self: len(self.targets) > 1)
     @rule(data=st.data())
@@ -190,23 +192,27 @@ class ChangeAlerts(RuleBasedStateMachine):
         target = data.draw(st.sampled_from(self.targets))
         self.targets.remove(target)
         del self.spelled[target]
+        self.then_check(data)
 
     @rule(data=st.data())
     def reorder(self, data: st.DataObject) -> None:
         self.targets = data.draw(st.permutations(self.targets))
+        self.then_check(data)
 
     @rule(data=st.data())
     def respell(self, data: st.DataObject) -> None:
         target = data.draw(st.sampled_from(self.targets))
         choices = PAGE_SPELLINGS if "://" in target else DOMAIN_SPELLINGS
         self.spelled[target] = spell(target, data.draw(st.sampled_from(choices)))
+        self.then_check(data)
 
     # -- the world -----------------------------------------------------------------------------
 
-    @rule(days=st.integers(-3, 6))
-    def move_clock(self, days: int) -> None:
+    @rule(days=st.integers(-5, 15), data=st.data())
+    def move_clock(self, days: int, data: st.DataObject) -> None:
         self.day = max(EPOCH, self.day + timedelta(days=days))
         control("POST", "clock", {"date": self.day.isoformat()})
+        self.then_check(data)
 
     @rule(
         lost_date=st.sampled_from(("api", "fraction", "utc", "iso", "zulu")),
@@ -279,8 +285,17 @@ class ChangeAlerts(RuleBasedStateMachine):
         self.in_feed.extend(expected[self.owed_fed :])
         self.owed, self.owed_fed = [], 0
 
-    @rule(deferred=st.booleans(), fault=st.sampled_from(("none", "none", "none", "5xx", "no_items")))
-    def check(self, deferred: bool, fault: str) -> None:
+    def then_check(self, data: st.DataObject) -> None:
+        """Every step ends with a check: delivered (poke or deferred, maybe with a fault), or one
+        whose task dies after storing (maybe after writing the feed)."""
+        how = data.draw(st.sampled_from(("poke", "deferred", "poke", "deferred", "die", "die_after_feed")))
+        if how.startswith("die") and self.known is not None:
+            self.check_then_die(after_feed=how == "die_after_feed")
+            return
+        fault = data.draw(st.sampled_from(("none", "none", "none", "5xx", "no_items")))
+        self.check(deferred=how == "deferred", fault=fault)
+
+    def check(self, *, deferred: bool, fault: str) -> None:
         """One check, delivered: the reported changes are exactly the owed ones and the new ones."""
         self.checks += 1
         if fault == "5xx":
@@ -328,9 +343,7 @@ class ChangeAlerts(RuleBasedStateMachine):
                 return None
         raise AssertionError("the deferrable sensor did not defer")
 
-    @precondition(lambda self: self.known is not None)
-    @rule(after_feed=st.booleans())
-    def check_then_die(self, after_feed: bool) -> None:
+    def check_then_die(self, *, after_feed: bool) -> None:
         """A task that dies after its check stored the values (and maybe after the feed write)."""
         self.checks += 1
         sensor = self.sensor(deferrable=False)
@@ -406,8 +419,8 @@ def test_changes_are_reported_exactly_once(
     run_state_machine_as_test(
         ChangeAlerts,
         settings=settings(
-            max_examples=25,
-            stateful_step_count=10,
+            max_examples=30,
+            stateful_step_count=15,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
         ),
