@@ -7,12 +7,19 @@ that the fast path for already-normal URLs gives what the full path gives.
 
 from __future__ import annotations
 
+import json
+from typing import TYPE_CHECKING, Any
+
 import pytest
+import requests
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from airflow_provider_dataforseo.emulator.faults import respell_url
+from airflow_provider_dataforseo.fetch import ChunkOutcome, fetch_chunk
+from airflow_provider_dataforseo.hooks.dataforseo import DataForSeoHook
 from airflow_provider_dataforseo.planning import load_chunk_group, plan_chunk_groups, write_chunk_groups
-from airflow_provider_dataforseo.responses import match_items
+from airflow_provider_dataforseo.responses import TaskResult, match_items
 from airflow_provider_dataforseo.targets import (
     _PLAIN_PAGE_RE,
     MAX_SHOWN_LENGTH,
@@ -20,6 +27,9 @@ from airflow_provider_dataforseo.targets import (
     normalise_target,
     normalise_targets,
 )
+
+if TYPE_CHECKING:
+    from airflow_provider_dataforseo.emulator import EmulatorServer
 
 PROPERTY_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -220,6 +230,7 @@ def test_the_normal_form_is_a_fixed_point(raw: str) -> None:
     except ValueError:
         return  # refused: nothing to hold
     assert normalise_target(once) == once
+    assert normalise_target(respell_url(once)) == once  # the emulator's respelled echo meets it again
     assert once.isascii()
     assert not any(c.isspace() for c in once)
     if "://" not in once:
@@ -295,3 +306,80 @@ def test_a_normal_page_takes_the_fast_path_unchanged(raw: str) -> None:
         return
     scheme = once.partition(":")[0]
     assert _normalise_page(once, scheme) == once
+
+
+# ---------------------------------------------------------------------------------------------
+# Items echoed in another spelling, against the emulator
+# ---------------------------------------------------------------------------------------------
+
+#: Fault seed under which a ``drop_items`` share of 0.5 hits the first request and not the follow-up.
+FOLLOW_UP_SEED = 1
+#: Three pages the emulated database knows, whose echo changes under every rule of the form.
+ECHO_TARGETS = [f"https://shop{i}.example.com/caf%C3%A9/~user{i}" for i in range(3)]
+
+
+def _fault_injection(emulator: EmulatorServer, settings: dict[str, Any] | None) -> None:
+    route = f"{emulator.url}/_emulator/fault-injection"
+    reply = requests.put(route, json=settings, timeout=5) if settings else requests.delete(route, timeout=5)
+    assert reply.status_code == 200, reply.text
+
+
+def _fetch_with_echoes(
+    emulator: EmulatorServer, conn_id: str, **settings: Any
+) -> tuple[ChunkOutcome, list[list[str]]]:
+    """Fetch :data:`ECHO_TARGETS` as one chunk with respelled item urls; return what was asked."""
+    target_set = normalise_targets(ECHO_TARGETS)
+    asked: list[list[str]] = []
+
+    def post(piece: list[str]) -> TaskResult:
+        asked.append(list(piece))
+        return hook.bulk_pages_summary(piece, raw_items=True)
+
+    hook = DataForSeoHook(conn_id, max_attempts=1)
+    _fault_injection(emulator, {"respell_urls": True, **settings})
+    try:
+        outcome = fetch_chunk(0, target_set.targets, post, target_set, max_incomplete_retries=1)
+    finally:
+        _fault_injection(emulator, None)
+        hook.close()
+    return outcome, asked
+
+
+def _row_targets(outcome: ChunkOutcome) -> list[str | None]:
+    return [row["target"] for row in outcome.rows]
+
+
+def test_respelled_echoes_match_their_targets(emulator: EmulatorServer, dataforseo_conn: str) -> None:
+    outcome, asked = _fetch_with_echoes(emulator, dataforseo_conn)
+    assert _row_targets(outcome) == ECHO_TARGETS
+    assert outcome.unmatched_items == 0
+    assert outcome.missing_targets == []
+    assert asked == [ECHO_TARGETS]
+    echoed = [json.loads(bytes(row["item"]))["url"] for row in outcome.rows]
+    assert echoed[0] == "HTTPS://SHOP0.EXAMPLE.COM:443/café/%7euser0"  # really another spelling
+
+
+def test_a_follow_up_never_re_asks_a_target_a_reply_answered(
+    emulator: EmulatorServer, dataforseo_conn: str
+) -> None:
+    """Issue 11: an incomplete reply whose items echo another spelling gave 3 targets -> 4 rows."""
+    outcome, asked = _fetch_with_echoes(
+        emulator, dataforseo_conn, rates={"drop_items": 0.5}, drop_share=0.0, seed=FOLLOW_UP_SEED
+    )
+    assert len(asked) == 2
+    assert asked[0] == ECHO_TARGETS
+    assert len(asked[1]) == 1  # only the target the first reply left without an item
+    assert sorted(_row_targets(outcome)) == sorted(ECHO_TARGETS)  # 3 targets -> 3 rows
+    assert outcome.unmatched_items == 0
+    assert outcome.missing_targets == []
+
+
+def test_a_follow_up_that_also_loses_the_item_asks_only_for_it(
+    emulator: EmulatorServer, dataforseo_conn: str
+) -> None:
+    outcome, asked = _fetch_with_echoes(emulator, dataforseo_conn, rates={"drop_items": 1.0}, drop_share=0.0)
+    answered = [target for target in _row_targets(outcome) if target is not None]
+    assert len(answered) == len(set(answered)) == 2  # every row once, matched to its target
+    assert outcome.unmatched_items == 0
+    assert asked[1:] == [outcome.missing_targets]  # the follow-up asked for the lost target alone
+    assert set(answered) | set(outcome.missing_targets) == set(ECHO_TARGETS)
