@@ -94,7 +94,10 @@ def test_tls_to_the_plain_http_emulator_says_write_http_and_is_not_retried(
 ) -> None:
     hook = _hook(monkeypatch, host.format(port=emulator.port))
     requests_before = _api_requests(emulator)
-    with caplog.at_level(logging.WARNING, logger=HOOK_LOG), pytest.raises(DataForSeoInvalidRequestError) as info:
+    with (
+        caplog.at_level(logging.WARNING, logger=HOOK_LOG),
+        pytest.raises(DataForSeoInvalidRequestError) as info,
+    ):
         hook.bulk_pages_summary(["example.com"])
     message = str(info.value)
     assert f"write the connection's Host as http://127.0.0.1:{emulator.port}" in message
