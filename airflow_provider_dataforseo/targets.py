@@ -197,8 +197,6 @@ def normalise_target(value: object) -> str:
         raise _TargetRejected("empty")
     if _WHITESPACE_RE.search(text):
         raise _TargetRejected("whitespace inside")
-    if _CONTROL_RE.search(text):
-        raise _TargetRejected("control character inside")
     plain = _PLAIN_PAGE_RE.fullmatch(text)
     if plain is not None and "/." not in text:  # already normal but for the host: no yarl needed
         scheme, host, path, query = plain.groups()
@@ -248,6 +246,8 @@ def _normalise_page(text: str, scheme: str) -> str:
         raise _TargetRejected("URL carries user credentials")
     host = _normalise_host(parts.hostname or "")
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    if _CONTROL_RE.search(parts.path) or _CONTROL_RE.search(parts.query):
+        raise _TargetRejected("control character inside")
     path, query = _normalise_path_query(parts.path, parts.query)
     result = f"{scheme}://{netloc}{path}{'?' if query else ''}{query}"
     if len(result) > MAX_TARGET_LENGTH:
