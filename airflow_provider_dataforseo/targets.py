@@ -171,9 +171,11 @@ def _normalise_host(host: str) -> str:
         raise _TargetRejected("host has no public suffix: give a full domain such as example.com")
     if labels[-1].isdigit():
         raise _TargetRejected("invalid top-level domain")
-    if _PSL_ICANN.publicsuffix(host, accept_unknown=False) is None:
-        raise _TargetRejected(_unknown_suffix_reason(host))
-    if _PSL_ICANN.privatesuffix(host) is None:
+    # one look-up on the way through: None for a public suffix itself and for an unknown ending
+    # (one the list's '*' default rule would accept: targets.txt, index.html)
+    if _PSL_ICANN.privatesuffix(host, accept_unknown=False) is None:
+        if _PSL_ICANN.publicsuffix(host, accept_unknown=False) is None:
+            raise _TargetRejected(_unknown_suffix_reason(host))
         raise _TargetRejected(f"{host!r} is a public suffix, not a domain")
     return host
 
@@ -192,7 +194,7 @@ def normalise_target(value: object) -> str:
     """
     if not isinstance(value, str):
         raise _TargetRejected(f"not a string but {type(value).__name__}")
-    text = _INVISIBLE_RE.sub("", value).strip()
+    text = (value if value.isascii() else _INVISIBLE_RE.sub("", value)).strip()
     if not text:
         raise _TargetRejected("empty")
     if _WHITESPACE_RE.search(text):
