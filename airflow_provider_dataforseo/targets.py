@@ -7,17 +7,26 @@ Pure module: no Airflow import, no network. The rules come from the endpoint's d
 - a page is given as an absolute URL with ``http://`` or ``https://``;
 - one request holds at most 1000 targets from at most 100 different main domains.
 
-Normalisation (:func:`normalise_target`):
+Normalisation (:func:`normalise_target`): ONE form, a fixed point
+(``normalise_target(normalise_target(x)) == normalise_target(x)`` for every accepted ``x``), used
+wherever targets are compared: input, planning, group files, sensor and trigger, and the matching
+of the API's item ``url`` (``docs/normal-form.md`` gives every rule with examples):
 
-- surrounding whitespace and a BOM are stripped; whitespace inside is an error;
-- pages: scheme and host are lowercased (path and query keep their case), the ``#fragment`` is
-  dropped, a path-less URL gets its ``/`` (``https://x.com`` -> ``https://x.com/``), a default port
-  is dropped, ``www.`` is kept (it is part of the page's address);
-- domains: lowercased, a leading ``www.`` and a trailing ``.`` or ``/`` are stripped;
-- IDN hosts are sent in their ASCII (punycode) form (``bücher.de`` -> ``xn--bcher-kva.de``);
-- a scheme-less entry with a path (``example.com/page``) is REJECTED with a hint, not guessed: the
-  API would read it as neither a page nor a domain, and guessing ``http`` vs ``https`` could pay
-  for the wrong page.
+- invisible characters (zero-width space/joiners, word joiner, BOM, soft hyphen, bidi marks) are
+  removed anywhere, then surrounding whitespace; whitespace inside is an error;
+- pages (RFC 3986 s.6.2.2 and the WHATWG URL rules): scheme and host lowercased, IDN hosts in
+  punycode, a default port dropped, the ``#fragment`` dropped, ``.``/``..`` segments resolved, an
+  empty path written ``/`` (no other trailing slash is added or removed), percent-escapes
+  uppercased, escapes of characters that mean the same plainly decoded (``%7E`` -> ``~``),
+  non-ASCII percent-encoded as UTF-8 (``/café`` -> ``/caf%C3%A9``), by ``yarl``'s requoting;
+  ``www.`` is kept (it is part of the page's address);
+- domains: lowercased, IDN in punycode, a trailing ``.`` or ``/`` stripped, EVERY leading ``www.``
+  label stripped at once (``www.www.x.com`` -> ``x.com``);
+- refused, with a hint: a host whose ending is in no Public Suffix List rule (``targets.txt``,
+  ``index.html``; real new TLDs such as ``.zip`` or ``.dev`` are in the list), a scheme-less entry
+  with a path (``example.com/page``: the API would read it as neither a page nor a domain, and
+  guessing ``http`` vs ``https`` could pay for the wrong page), a local file path, a broken scheme
+  (``http//x.com``). Values quoted in reasons are cut to :data:`MAX_SHOWN_LENGTH` characters.
 
 Main domains are counted with the Public Suffix List including its private section
 (``publicsuffixlist``, which ships the list; no network at run time): ``x.com`` and ``docs.x.com``
