@@ -7,17 +7,26 @@ Pure module: no Airflow import, no network. The rules come from the endpoint's d
 - a page is given as an absolute URL with ``http://`` or ``https://``;
 - one request holds at most 1000 targets from at most 100 different main domains.
 
-Normalisation (:func:`normalise_target`):
+Normalisation (:func:`normalise_target`): ONE form, a fixed point
+(``normalise_target(normalise_target(x)) == normalise_target(x)`` for every accepted ``x``), used
+wherever targets are compared: input, planning, group files, sensor and trigger, and the matching
+of the API's item ``url`` (``docs/normal-form.md`` gives every rule with examples):
 
-- surrounding whitespace and a BOM are stripped; whitespace inside is an error;
-- pages: scheme and host are lowercased (path and query keep their case), the ``#fragment`` is
-  dropped, a path-less URL gets its ``/`` (``https://x.com`` -> ``https://x.com/``), a default port
-  is dropped, ``www.`` is kept (it is part of the page's address);
-- domains: lowercased, a leading ``www.`` and a trailing ``.`` or ``/`` are stripped;
-- IDN hosts are sent in their ASCII (punycode) form (``bücher.de`` -> ``xn--bcher-kva.de``);
-- a scheme-less entry with a path (``example.com/page``) is REJECTED with a hint, not guessed: the
-  API would read it as neither a page nor a domain, and guessing ``http`` vs ``https`` could pay
-  for the wrong page.
+- invisible characters (zero-width space/joiners, word joiner, BOM, soft hyphen, bidi marks) are
+  removed anywhere, then surrounding whitespace; whitespace inside is an error;
+- pages (RFC 3986 s.6.2.2 and the WHATWG URL rules): scheme and host lowercased, IDN hosts in
+  punycode, a default port dropped, the ``#fragment`` dropped, ``.``/``..`` segments resolved, an
+  empty path written ``/`` (no other trailing slash is added or removed), percent-escapes
+  uppercased, escapes of characters that mean the same plainly decoded (``%7E`` -> ``~``),
+  non-ASCII percent-encoded as UTF-8 (``/café`` -> ``/caf%C3%A9``), by ``yarl``'s requoting;
+  ``www.`` is kept (it is part of the page's address);
+- domains: lowercased, IDN in punycode, a trailing ``.`` or ``/`` stripped, EVERY leading ``www.``
+  label stripped at once (``www.www.x.com`` -> ``x.com``);
+- refused, with a hint: a host whose ending is in no Public Suffix List rule (``targets.txt``,
+  ``index.html``; real new TLDs such as ``.zip`` or ``.dev`` are in the list), a scheme-less entry
+  with a path (``example.com/page``: the API would read it as neither a page nor a domain, and
+  guessing ``http`` vs ``https`` could pay for the wrong page), a local file path, a broken scheme
+  (``http//x.com``). Values quoted in reasons are cut to :data:`MAX_SHOWN_LENGTH` characters.
 
 Main domains are counted with the Public Suffix List including its private section
 (``publicsuffixlist``, which ships the list; no network at run time): ``x.com`` and ``docs.x.com``
@@ -38,11 +47,13 @@ import re
 from array import array
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import idna
 from publicsuffixlist import PublicSuffixList
+from yarl import URL
 
 from airflow_provider_dataforseo import api
 from airflow_provider_dataforseo.exceptions import InvalidTargetsError
@@ -61,10 +72,45 @@ _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _WHITESPACE_RE = re.compile(r"\s")  # the characters str.isspace() accepts (both use Py_UNICODE_ISSPACE)
 #: A page URL already in normal form but for its host's validation: lowercase scheme, a host of
 #: lowercase ASCII letters, digits, dots and hyphens (no port, no user), then a path starting with
-#: ``/`` or nothing, an optional non-empty query, no fragment. It takes the fast path of
-#: :func:`normalise_target`; anything else goes through ``urlsplit`` (same result, ~4x slower).
+#: ``/`` or nothing, an optional non-empty query, no fragment; path and query hold only characters
+#: that :func:`_normalise_path_query` leaves as they are (plain ones, and uppercase escapes of the
+#: characters it keeps escaped there). With no ``/.`` (a dot segment) it takes the fast path of
+#: :func:`normalise_target`; anything else goes through ``urlsplit`` and ``yarl`` (same result, a
+#: property test checks it, ~4x slower).
 _PLAIN_NETLOC_RE = re.compile(r"[A-Za-z0-9.-]+(:[0-9]*)?")
-_PLAIN_PAGE_RE = re.compile(r"(https?)://([a-z0-9.-]+)(/[^#?]*)?(\?[^#]+)?")
+#: Escapes yarl keeps as they are (uppercase ones of characters not decoded there), path and query.
+_PATH_KEPT_ESCAPE = r"%(?:[01][0-9A-F]|2[0235BF]|3[CEF]|5[BCDE]|60|7[BCDF]|[89A-F][0-9A-F])"
+_QUERY_KEPT_ESCAPE = r"%(?:[01][0-9A-F]|2[02356B]|3[BCDE]|5[BCDE]|60|7[BCDF]|[89A-F][0-9A-F])"
+_PLAIN_PAGE_RE = re.compile(
+    r"(https?)://([a-z0-9.-]+)"
+    rf"(/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|{_PATH_KEPT_ESCAPE})*)?"
+    rf"(\?(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|{_QUERY_KEPT_ESCAPE})+)?"
+)
+#: Characters nobody sees that copy and paste bring along (zero-width space, non-joiner and joiner,
+#: word joiner and invisible operators, BOM, soft hyphen, bidirectional marks and controls): removed
+#: from every target, page or domain, before anything else.
+_INVISIBLE_RE = re.compile(r"[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: ``http`` or ``https`` followed by a broken separator (``http//``, ``https:``, ``http:/``,
+#: ``http:\\``, ``http:///``): refused with the URL it was meant to be.
+_BROKEN_SCHEME_RE = re.compile(r"(https?)(?:[:;]+[/\\]*|[/\\]+)(?=[^/\\])", re.IGNORECASE)
+#: A local file path: absolute, relative with ``./`` or ``../``, home-relative, UNC or Windows.
+_FILE_PATH_RE = re.compile(r"(?:/|\.{1,2}[/\\]|~[/\\]|\\\\|[A-Za-z]:[/\\])")
+_DOMAIN_END_RE = re.compile(r"[/?#]")
+_WINDOWS_PATH_RE = re.compile(r"[A-Za-z]:[/\\]")
+#: Last labels that name file types rather than top-level domains (only consulted for a label
+#: that is not in the Public Suffix List, so real TLDs such as ``.zip`` or ``.py`` still pass).
+_FILE_EXTENSIONS = frozenset(
+    {
+        *("txt", "csv", "tsv", "xml", "html", "htm", "xhtml", "json", "jsonl", "ndjson", "log", "md5"),
+        *("gz", "bz2", "xz", "zst", "tar", "tgz", "xlsx", "xls", "xlsm", "ods", "odt", "doc", "docx"),
+        *("pdf", "php", "asp", "aspx", "jsp", "cgi", "yaml", "yml", "toml", "ini", "cfg", "conf"),
+        *("parquet", "avro", "sql", "sqlite", "db", "bak", "tmp", "jpg", "jpeg", "png", "gif", "svg"),
+        *("webp", "ico", "js", "mjs", "css"),
+    }
+)
+#: Characters of a value quoted in an error message (longer values are cut, see :func:`shorten`).
+MAX_SHOWN_LENGTH = 200
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HEADER_NAMES = frozenset({"target", "targets", "url", "urls", "domain", "domains", "page", "pages"})
 #: A piece of a line that opens a page URL: optional whitespace, then ``http://`` or ``https://``.
@@ -79,6 +125,31 @@ _PSL_ICANN = PublicSuffixList(only_icann=True)
 
 class _TargetRejected(ValueError):
     """One entry is invalid; the message is the reason."""
+
+
+def shorten(value: str, limit: int = MAX_SHOWN_LENGTH) -> str:
+    """``value`` cut to ``limit`` characters for an error message, saying how long it was.
+
+    :param value: any text (a 5 MB line is shown as its first 200 characters).
+    :param limit: characters kept.
+    :return: ``value`` itself when short enough, else its start, ``"..."`` and its length.
+    """
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}... ({len(value)} characters)"
+
+
+def _unknown_suffix_reason(host: str) -> str:
+    """Why a host whose last label is no top-level domain of the Public Suffix List is refused."""
+    tld = host.rsplit(".", 1)[-1]
+    if tld in _FILE_EXTENSIONS:
+        return (
+            f"{shorten(host)!r} looks like a file name, not a domain ('.{tld}' is no top-level domain): "
+            "to read targets from a file, pass its URI as targets, e.g. 'file:///data/targets.txt'"
+        )
+    return (
+        f"unknown top-level domain '.{shorten(tld, 63)}' (not in the Public Suffix List): check the spelling"
+    )
 
 
 @lru_cache(maxsize=65536)
@@ -98,77 +169,135 @@ def _normalise_host(host: str) -> str:
         try:
             host = idna.encode(host, uts46=True).decode("ascii")
         except idna.IDNAError as exc:
-            raise _TargetRejected(f"invalid internationalised host name ({exc})") from None
+            raise _TargetRejected(f"invalid internationalised host name ({shorten(str(exc))})") from None
     if len(host) > 253:
         raise _TargetRejected("host name longer than 253 characters")
     labels = host.split(".")
     for label in labels:
         if not _LABEL_RE.match(label):
-            raise _TargetRejected(f"invalid host label {label!r}")
+            raise _TargetRejected(f"invalid host label {shorten(label, 70)!r}")
     if len(labels) < 2:
         raise _TargetRejected("host has no public suffix: give a full domain such as example.com")
     if labels[-1].isdigit():
         raise _TargetRejected("invalid top-level domain")
-    if _PSL_ICANN.privatesuffix(host) is None:
+    # one look-up on the way through: None for a public suffix itself and for an unknown ending
+    # (one the list's '*' default rule would accept: targets.txt, index.html)
+    if _PSL_ICANN.privatesuffix(host, accept_unknown=False) is None:
+        if _PSL_ICANN.publicsuffix(host, accept_unknown=False) is None:
+            raise _TargetRejected(_unknown_suffix_reason(host))
         raise _TargetRejected(f"{host!r} is a public suffix, not a domain")
     return host
 
 
 def normalise_target(value: object) -> str:
-    """Normalise one target to the form the API expects.
+    """Normalise one target to the one form it is sent, stored and matched in.
+
+    The form is a fixed point: ``normalise_target(normalise_target(x)) == normalise_target(x)``
+    for every accepted ``x``. Its rules are in the module doc and ``docs/normal-form.md``.
 
     :param value: a page URL (``http``/``https``), a domain or a subdomain.
-    :return: the normalised target, e.g. ``"https://example.com/Path?q=A"`` or ``"docs.example.com"``.
-    :raises ValueError: with the reason, if the entry cannot be a valid target.
+    :return: the normalised target, e.g. ``"https://example.com/caf%C3%A9?q=A"`` or
+        ``"docs.example.com"``.
+    :raises ValueError: with the reason (and a hint when one helps), if the entry cannot be a valid
+        target; values shown in the reason are cut to ~200 characters.
     """
     if not isinstance(value, str):
         raise _TargetRejected(f"not a string but {type(value).__name__}")
-    text = value.strip().lstrip(_BOM).strip()
+    text = (value if value.isascii() else _INVISIBLE_RE.sub("", value)).strip()
     if not text:
         raise _TargetRejected("empty")
     if _WHITESPACE_RE.search(text):
         raise _TargetRejected("whitespace inside")
     plain = _PLAIN_PAGE_RE.fullmatch(text)
-    if plain is not None:
+    if plain is not None and "/." not in text:  # already normal but for the host: no yarl needed
         scheme, host, path, query = plain.groups()
         result = f"{scheme}://{_normalise_host(host)}{path or '/'}{query or ''}"
         if len(result) > MAX_TARGET_LENGTH:
             raise _TargetRejected(f"longer than {MAX_TARGET_LENGTH} characters")
         return result
+    broken = _BROKEN_SCHEME_RE.match(text)
+    if broken is not None and text[: broken.end()].lower() != f"{broken.group(1).lower()}://":
+        fixed = f"{broken.group(1).lower()}://{text[broken.end() :]}"
+        raise _TargetRejected(f"malformed scheme {text[: broken.end()]!r}: did you mean {shorten(fixed)!r}?")
     scheme_match = _SCHEME_RE.match(text)
     if scheme_match:
         return _normalise_page(text, scheme_match.group(1).lower())
-    if text.startswith("//") or ":" in text.split("/", 1)[0]:
+    if text.startswith("//"):
+        raise _TargetRejected(f"a page needs its scheme: did you mean {shorten('https:' + text)!r}?")
+    if _FILE_PATH_RE.match(text):
+        raise _TargetRejected(_file_path_reason(text))
+    if ":" in text.split("/", 1)[0]:
         raise _TargetRejected("not a URL with http:// or https://, nor a domain")
     return _normalise_domain(text)
 
 
+def _file_path_reason(text: str) -> str:
+    """The reason for refusing a local file path given as a target."""
+    uri = "file:///data/targets.txt"
+    if text.startswith("/"):
+        uri = PurePosixPath(text).as_uri()
+    elif _WINDOWS_PATH_RE.match(text):
+        uri = PureWindowsPath(text).as_uri()
+    return (
+        f"{shorten(text)!r} looks like a file path, not a target: to read targets from a file, "
+        f"pass its URI as targets, e.g. {shorten(uri)!r}"
+    )
+
+
 def _normalise_page(text: str, scheme: str) -> str:
+    """Normalise a page URL whose scheme is ``scheme`` (see the module doc)."""
     if scheme not in _DEFAULT_PORTS:
-        raise _TargetRejected(f"unsupported scheme {scheme!r}: use http:// or https://")
+        raise _TargetRejected(f"unsupported scheme {shorten(scheme, 40)!r}: use http:// or https://")
     try:
         parts = urlsplit(text)
         port = parts.port
     except ValueError as exc:
-        raise _TargetRejected(f"malformed URL ({exc})") from None
+        raise _TargetRejected(f"malformed URL ({shorten(str(exc))})") from None
     if parts.username is not None or parts.password is not None:
         raise _TargetRejected("URL carries user credentials")
     host = _normalise_host(parts.hostname or "")
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
-    result = urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+    if _CONTROL_RE.search(parts.path) or _CONTROL_RE.search(parts.query):
+        raise _TargetRejected("control character inside")
+    path, query = _normalise_path_query(parts.path, parts.query)
+    result = f"{scheme}://{netloc}{path}{'?' if query else ''}{query}"
     if len(result) > MAX_TARGET_LENGTH:
         raise _TargetRejected(f"longer than {MAX_TARGET_LENGTH} characters")
     return result
 
 
+def _normalise_path_query(path: str, query: str) -> tuple[str, str]:
+    """A URL's path and query in normal form, by ``yarl``'s requoting (RFC 3986 s.6.2.2).
+
+    Percent-escapes uppercased; escapes of characters that mean the same written plainly decoded
+    (the unreserved ``A-Z a-z 0-9 - . _ ~`` everywhere, and the delimiters that split nothing
+    there); non-ASCII and the characters no URL may hold plainly (``" < > \\ ^ ` { | }``, ``[ ]``
+    in a path) percent-encoded as UTF-8; a ``%`` that starts no escape written ``%25``; ``.`` and
+    ``..`` segments removed. An empty path is ``/``.
+
+    :param path: the path as written (after the host), e.g. ``"/caf%c3%a9"``.
+    :param query: the query as written, without its ``?``.
+    :return: ``(path, query)``, e.g. ``("/caf%C3%A9", "")``.
+    """
+    url = URL(f"http://h{path or '/'}{'?' if query else ''}{query}")
+    return url.raw_path or "/", url.raw_query_string
+
+
 def _normalise_domain(text: str) -> str:
-    host, _, path = text.partition("/")
-    if path.strip("/") or "?" in text or "#" in text:
+    """Normalise a domain or subdomain (no scheme): host rules, then every leading ``www.`` off."""
+    host = _DOMAIN_END_RE.split(text, maxsplit=1)[0]
+    if text[len(host) :].strip("/"):
+        try:
+            _normalise_host(host)
+        except _TargetRejected:  # ``data/targets.txt``: not a host and a path
+            raise _TargetRejected(_file_path_reason(text)) from None
         raise _TargetRejected(
-            f"a page needs its scheme: did you mean 'https://{text}'? (domains are given without a path)"
+            f"a page needs its scheme: did you mean {shorten('https://' + text)!r}? "
+            "(domains are given without a path)"
         )
     host = _normalise_host(host)
-    if host.startswith("www.") and _PSL_ICANN.privatesuffix(host[4:]) is not None:
+    # every leading www. label at once (www.www.x.com -> x.com): one pass gives the fixed point
+    while host.startswith("www.") and _PSL_ICANN.privatesuffix(host[4:]) is not None:
         host = host[4:]
     return host
 
