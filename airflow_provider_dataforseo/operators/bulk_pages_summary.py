@@ -21,22 +21,22 @@ from airflow_provider_dataforseo.hooks.dataforseo import (
     check_tag,
     fail_task_on_permanent_errors,
 )
-from airflow_provider_dataforseo.planning import load_chunk_group, normalise_stream, read_target_lines
+from airflow_provider_dataforseo.planning import load_chunk_group
 from airflow_provider_dataforseo.ratelimit import (
     DEFAULT_REQUESTS_PER_MINUTE,
     CostLimitExceededError,
     RequestLimiter,
     check_max_cost,
 )
+from airflow_provider_dataforseo.sources import parse_roots
 from airflow_provider_dataforseo.targets import (
     TargetSet,
-    coerce_targets,
     count_main_domains,
-    is_storage_uri,
     lower_bound,
-    normalise_targets,
     plan_chunks,
 )
+from airflow_provider_dataforseo.targets_io import is_literal
+from airflow_provider_dataforseo.targets_io import read_targets as _read_targets
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -52,24 +52,30 @@ ROWS_FILE_NAME = "bulk_pages_summary.jsonl"
 MANIFEST_FILE_NAME = "manifest.json"
 
 
-def read_targets(value: object) -> TargetSet:
+#: Missing targets listed in the manifest itself; more go to :data:`MISSING_FILE_NAME` beside it.
+MAX_LISTED_MISSING = 100
+#: Name of the file of every missing target (one original input per line) beside the manifest.
+MISSING_FILE_NAME = "missing_targets.txt"
+
+
+def read_targets(value: object, **options: Any) -> TargetSet:
     """Resolve a rendered ``targets`` argument into a validated :class:`TargetSet`.
 
-    :param value: a list of targets, a string that renders a list, newline- or comma-separated
-        text, or the URI of a text/CSV file in object storage (``file:///...``, ``s3://...``; one
-        target per line, header/blank/``#`` lines skipped).
+    :param value: a list or any sequence of strings (a generator, a mapped task's
+        ``LazyXComSequence``), a string that renders a list, text (one or more lines of targets
+        separated by commas, tabs or semicolons), or the URI of a text/CSV file (plain or gzip,
+        any encoding) or sitemap (see :mod:`airflow_provider_dataforseo.sources`).
+    :param options: ``column``, ``encoding``, ``allowed_roots``, ``trusted`` (see
+        :func:`~airflow_provider_dataforseo.targets_io.read_targets_streaming`).
     :return: the normalised, de-duplicated targets. A file is streamed line by line. Either way
         ``inputs`` only lists the targets given in another form or more than once (any other
         target's one input is itself: read them with ``TargetSet.inputs_of(target)``), so
         1,000,000 targets do not hold every input twice.
-    :raises InvalidTargetsError: listing every bad entry.
+    :raises InvalidTargetsError: listing every bad entry with its file line or list position.
+    :raises TargetSourceError: a file outside the allowed roots, missing, a folder, or unreadable.
     :raises TypeError: for a value of an unsupported type.
-    :raises FileNotFoundError: when the file URI names no file.
     """
-    if is_storage_uri(value):
-        with ObjectStoragePath(str(value).strip()).open("r", encoding="utf-8") as handle:  # type: ignore[no-untyped-call]
-            return normalise_stream(read_target_lines(handle)).target_set()
-    return normalise_targets(coerce_targets(value))
+    return _read_targets(value, **options)
 
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -133,8 +139,17 @@ class BulkPagesSummaryOperator(BaseOperator):
     :meth:`get_openlineage_facets_on_complete` reports the endpoint as input and the rows file as
     output.
 
-    :param targets: (templated) a list of targets, a text of them, or a file URI (see
+    :param targets: (templated) a list or any sequence of targets (an upstream task's output, a
+        mapped task's ``LazyXComSequence``), a text of them, or the URI of a file or sitemap (see
         :func:`read_targets`).
+    :param targets_column: (templated) the column of a file, text or rows to read: a header name
+        (``"Target URL"``) or a 0-based index (``0`` is the first column).
+    :param targets_encoding: (templated) the file's encoding (``"cp1252"``, ``"utf-16"``); by
+        default from its BOM, else UTF-8, else detected with charset-normalizer.
+    :param allowed_target_roots: URIs under which target files and sitemaps may be read, e.g.
+        ``["file:///data/seo/", "s3://aws_default@bucket/lists/"]`` (not templated: a run's params
+        cannot widen it); default ``[dataforseo] allowed_target_roots``. With neither set, only a
+        file URI written literally in the DAG is read; one from a template, params or XCom is refused.
     :param include_subdomains: (templated) count backlinks of the targets' subdomains too (API
         default True); a rendered ``"True"``/``"false"``/``"1"``/``"0"`` is accepted.
     :param rank_scale: ``"one_thousand"`` (0-1000, API default) or ``"one_hundred"`` (0-100).
@@ -156,7 +171,15 @@ class BulkPagesSummaryOperator(BaseOperator):
         each mapped task its own ``output_path`` (e.g. ending in ``part-{{ ti.map_index }}/``).
     """
 
-    template_fields: Sequence[str] = ("targets", "tag", "output_path", "chunk_group", "include_subdomains")
+    template_fields: Sequence[str] = (
+        "targets",
+        "tag",
+        "output_path",
+        "chunk_group",
+        "include_subdomains",
+        "targets_column",
+        "targets_encoding",
+    )
     template_ext: Sequence[str] = ()
     ui_color = "#1a73e8"
 
@@ -174,9 +197,16 @@ class BulkPagesSummaryOperator(BaseOperator):
         hook_params: dict[str, Any] | None = None,
         max_cost_usd: float | None = None,
         requests_per_minute: int = DEFAULT_REQUESTS_PER_MINUTE,
+        targets_column: int | str | None = None,
+        targets_encoding: str | None = None,
+        allowed_target_roots: Sequence[str] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.targets_column = targets_column
+        self.targets_encoding = targets_encoding
+        self.allowed_target_roots = parse_roots(allowed_target_roots)
+        self._targets_literal = is_literal(targets)  # before rendering: written in the DAG file
         if (
             isinstance(max_active_requests, bool)
             or not isinstance(max_active_requests, int)
@@ -277,12 +307,18 @@ class BulkPagesSummaryOperator(BaseOperator):
         if self.chunk_group is not None:
             return self._fetch_planned(*self._read_chunk_group())
         try:
-            target_set = read_targets(self.targets)
+            target_set = read_targets(
+                self.targets,
+                column=self.targets_column,
+                encoding=self.targets_encoding or None,
+                allowed_roots=self.allowed_target_roots,
+                trusted=self._targets_literal,
+            )
             if self.tag is not None:
                 check_tag(self.tag)
         except (InvalidTargetsError, TypeError, ValueError) as exc:
             raise AirflowFailException(str(exc)) from exc
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, IsADirectoryError) as exc:
             raise AirflowFailException(
                 f"The targets file {self.targets!r} does not exist. Nothing was sent."
             ) from exc
