@@ -433,14 +433,17 @@ def _tokens(line: str, delimiter: str) -> list[tuple[str, bool]]:
             return fields
 
 
-def _url_aware(tokens: list[tuple[str, bool]]) -> list[str]:
-    """Join back the comma-separated tokens that belong to a page URL (see :func:`split_target_line`)."""
+def _url_aware(tokens: list[tuple[str, bool]], absorbed: set[int] | None = None) -> list[str]:
+    """Join back the comma-separated tokens that belong to a page URL (see :func:`split_target_line`).
+
+    :param absorbed: filled with the indices of the tokens joined to a URL before them.
+    """
     end = len(tokens)
     while end and not tokens[end - 1][1] and not tokens[end - 1][0].strip():
         end -= 1  # the commas that end the line separate
     cells: list[str] = []
     open_url = False
-    for text, quoted in tokens[:end]:
+    for index, (text, quoted) in enumerate(tokens[:end]):
         if (
             open_url
             and not quoted
@@ -449,6 +452,8 @@ def _url_aware(tokens: list[tuple[str, bool]]) -> list[str]:
             and ("?" in cells[-1] or not is_target(text))
         ):
             cells[-1] = f"{cells[-1]},{text}"
+            if absorbed is not None:
+                absorbed.add(index)
             continue
         cells.append(text)
         open_url = not quoted and _URL_START_RE.match(text) is not None
@@ -575,14 +580,17 @@ class _Shape:
             if cell:
                 column.add(line, cell, classify)
 
-    @property
-    def table(self) -> bool:
-        """Every line the same width >= 2 and a column of numbers only."""
+    def table(self, absorbed: set[int]) -> bool:
+        """Every line the same width >= 2, and a URL's commas would swallow a column of numbers
+        only (``https://plumber.example/,2100,80``: a page and two counts, not one page)."""
         return (
             self.lines >= 2
             and len(self.widths) == 1
             and min(self.widths) >= 2
-            and any(c.numeric and c.others and not c.targets for c in self.columns)
+            and any(
+                self.columns[i].numeric and self.columns[i].others and not self.columns[i].targets
+                for i in absorbed
+            )
         )
 
 
@@ -690,6 +698,7 @@ def _read_without_header(
     lines: Callable[[], Iterable[str]], *, name: str, delimiter: str, column: int | str | None
 ) -> Iterator[tuple[int, str]]:
     plain, joined = _Shape(), _Shape()
+    absorbed: set[int] = set()  # plain columns a URL's commas took in
     for number, line in _logical_lines(lines()):
         tokens = _tokens(line, delimiter)
         cells = [text for text, _ in tokens]
@@ -705,8 +714,8 @@ def _read_without_header(
 
         plain.add(number, cells, classify)
         if delimiter == ",":
-            joined.add(number, _url_aware(tokens), classify)
-    table = delimiter != "," or plain.table
+            joined.add(number, _url_aware(tokens, absorbed), classify)
+    table = delimiter != "," or plain.table(absorbed)
     shape = plain if table else joined
 
     def cells_of(line: str) -> list[str]:
@@ -732,9 +741,9 @@ def _read_without_header(
                     yield number, cell
         return
     ignored = [i for i in range(len(shape.columns)) if i != index]
-    log.info(
+    log.warning(
         "%s has no header: reading column %d (targets; 0-based) and ignoring column(s) %s, which hold "
-        "no target (e.g. line %d)",
+        "no target (e.g. line %d); set targets_column or add a header row to choose otherwise",
         name,
         index,
         ", ".join(map(str, ignored)),
