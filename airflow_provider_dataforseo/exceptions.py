@@ -120,7 +120,10 @@ MAX_SHOWN_VALUE = 200
 
 def _shown_value(value: object) -> str:
     if isinstance(value, str) and len(value) > MAX_SHOWN_VALUE:
-        return f"{value[:MAX_SHOWN_VALUE]!r}... ({len(value)} characters)"
+        head, sep, tail = value[:MAX_SHOWN_VALUE], "... (", value[MAX_SHOWN_VALUE:]
+        if tail.startswith(sep) and tail.endswith(" characters)"):  # cut already, with its length
+            return f"{head!r}{tail}"
+        return f"{head!r}... ({len(value)} characters)"
     return repr(value)
 
 

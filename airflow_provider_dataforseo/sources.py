@@ -98,7 +98,9 @@ _XML_NAME_RE = re.compile(r"\.xml(\.gz)?$", re.IGNORECASE)
 #: A cell of numbers: counts, positions, percentages, thousands separators.
 _NUMERIC_RE = re.compile(r"[-+]?[\d.,\s']*\d[\d.,\s']*%?")
 #: A value that may be shown in an error about a file's content: a URL or a host-like string.
-_PLAUSIBLE_RE = re.compile(r"(?:https?://[^\s\"'<>]+|[\w-]+(?:\.[\w-]+)+\.?/?)", re.IGNORECASE)
+_PLAUSIBLE_RE = re.compile(
+    r"(?:https?://[^\s\"'<>]+|[\w-]+(?:\.[\w-]+)+\.?(?::\d+)?(?:/[^\s\"'<>]*)?)", re.IGNORECASE
+)
 _HEADER_KEY_RE = re.compile(r"[\s_\-]+")
 _BOMS: Final = (
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -487,36 +489,42 @@ def _logical_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
 def _sniff_delimiter(sample: Sequence[str]) -> str:
     """Tab, semicolon or comma, from the first lines of a source.
 
-    A tab or semicolon whose split of the first line names a known target column wins; else a
-    tab when every line holds the same number of tabs and no more commas; a semicolon when every
-    line holds the same number of them, no line a comma, and the lines are not targets as a whole
-    (a URL may hold ``;``); else a comma.
+    A delimiter whose split of the first line names a known target column wins (tab, semicolon,
+    then comma). Else each delimiter splits the lines (a comma URL-aware) and scores, for every
+    line, the share of its non-empty cells that are clean (a target, a number or a known column
+    name); the best total wins, a comma on a tie. So ``a.com, b.com`` is comma-separated,
+    ``bücher.de;1,5`` semicolon-separated, and a URL holding ``;jsessionid=`` stays whole.
     """
     if not sample:
         return ","
     first = sample[0]
-    for delimiter in ("\t", ";"):
-        if delimiter in first and any(
-            header_key(text) in TARGET_COLUMN_NAMES for text, _ in _tokens(first, delimiter)
-        ):
+    for delimiter in ("\t", ";", ","):
+        named = _tokens(first, delimiter)
+        if len(named) > 1 and any(header_key(text) in TARGET_COLUMN_NAMES for text, _ in named):
             return delimiter
+    verdicts: dict[str, bool] = {}
 
-    def counts(delimiter: str) -> set[int]:
-        return {len(_tokens(line, delimiter)) - 1 for line in sample}
+    def clean(cell: str) -> bool:
+        verdict = verdicts.get(cell)
+        if verdict is None:
+            target, numeric, _ = _classify(cell)
+            verdict = verdicts[cell] = target or numeric or header_key(cell) in TARGET_COLUMN_NAMES
+        return verdict
 
-    commas = counts(",")
-    tabs = counts("\t")
-    if len(tabs) == 1 and min(tabs) >= 1 and (len(commas) > 1 or min(tabs) >= min(commas)):
-        return "\t"
-    semicolons = counts(";")
-    if (
-        len(semicolons) == 1
-        and min(semicolons) >= 1
-        and max(commas) == 0
-        and not all(is_target(line.strip()) for line in sample)
-    ):
-        return ";"
-    return ","
+    best, best_score = ",", None
+    for delimiter in (",", "\t", ";"):
+        if delimiter != "," and not any(delimiter in line for line in sample):
+            continue
+        score = 0.0
+        for line in sample:
+            pieces = _tokens(line, delimiter)
+            cells = _url_aware(pieces) if delimiter == "," else [text for text, _ in pieces]
+            kept = [cell.strip() for cell in cells if cell.strip()]
+            if kept:
+                score += sum(map(clean, kept)) / len(kept)
+        if best_score is None or score > best_score + 1e-9:
+            best, best_score = delimiter, score
+    return best
 
 
 # ---------------------------------------------------------------------------------------------
@@ -733,25 +741,25 @@ def _read_without_header(
             cells = cells_of(line)
             yield number, cells[0] if cells else ""
         return
-    index = _decide_column(shape, name)
-    if index is None:  # every cell a target: a list of them
+    decided = _decide_column(shape, name)
+    if decided is None:  # every cell a target: a list of them
         for number, line in _logical_lines(lines()):
             for cell in cells_of(line):
                 if cell.strip():
                     yield number, cell
         return
-    ignored = [i for i in range(len(shape.columns)) if i != index]
+    ignored = [i for i in range(len(shape.columns)) if i != decided]
     log.warning(
         "%s has no header: reading column %d (targets; 0-based) and ignoring column(s) %s, which hold "
         "no target (e.g. line %d); set targets_column or add a header row to choose otherwise",
         name,
-        index,
+        decided,
         ", ".join(map(str, ignored)),
         min((shape.columns[i].first_other for i in ignored if shape.columns[i].first_other), default=0),
     )
     for number, line in _logical_lines(lines()):
         cells = cells_of(line)
-        yield number, cells[index] if index < len(cells) else ""
+        yield number, cells[decided] if decided < len(cells) else ""
 
 
 _SET_COLUMN = (
@@ -855,7 +863,12 @@ def _bom_encoding(head: bytes) -> str | None:
 
 
 def detect_encoding(open_binary: Callable[[str], IO[bytes]], uri: str) -> str:
-    """The encoding of a file without a BOM that is not UTF-8, by charset-normalizer.
+    """The encoding of a file without a BOM that is not UTF-8.
+
+    charset-normalizer looks at the first MiB. When what it finds is Latin script and Windows-1252
+    (Excel's "CSV" encoding in Western locales) decodes the bytes, Windows-1252 is chosen: on a few
+    lines the detector cannot tell Windows-1252 from its neighbours (``bücher.de`` alone reads as
+    cp1250 or cp775), and for the letters they share the result is the same. Otherwise its guess.
 
     :raises TargetSourceError: when no encoding fits.
     """
@@ -864,6 +877,14 @@ def detect_encoding(open_binary: Callable[[str], IO[bytes]], uri: str) -> str:
     with open_decompressed(open_binary, uri) as stream:
         sample = stream.read(_DETECT_BYTES)
     best = charset_normalizer.from_bytes(sample).best()
+    latin = best is None or all("Latin" in a or a == "Control character" for a in best.alphabets)
+    if latin:
+        try:
+            sample.decode("cp1252")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return "cp1252"
     if best is None:
         raise TargetSourceError(
             f"{uri}: the file is not UTF-8 and its encoding could not be detected: set targets_encoding "
@@ -887,9 +908,24 @@ def _decoded_lines(
                     number += 1
                     yield line
             except UnicodeDecodeError as exc:
-                raise _DecodeError(uri, chosen, number + 1, exc) from None
+                bad = _bad_line(open_binary, uri, chosen) or number + 1
+                raise _DecodeError(uri, chosen, bad, exc) from None
 
     return lines
+
+
+def _bad_line(open_binary: Callable[[str], IO[bytes]], uri: str, encoding: str) -> int | None:
+    """The 1-based number of the first line that ``encoding`` cannot decode (for encodings where a
+    line ends in the byte ``\\n``; ``None`` for UTF-16/32)."""
+    if "16" in encoding or "32" in encoding:
+        return None
+    with open_decompressed(open_binary, uri) as stream:
+        for number, raw in enumerate(stream, 1):
+            try:
+                raw.decode(encoding)
+            except UnicodeDecodeError:
+                return number
+    return None
 
 
 class _DecodeError(TargetSourceError):

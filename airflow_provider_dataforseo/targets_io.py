@@ -90,7 +90,8 @@ def _open_http(url: str) -> IO[bytes]:
         response.close()
         raise TargetSourceError(f"{cut(url)} answered HTTP {response.status_code}: check the sitemap's URL")
     response.raw.decode_content = True  # a Content-Encoding is undone; a .gz file stays gzip
-    raw: IO[bytes] = response.raw
+    response.raw.auto_close = False  # io.BufferedReader reads once more after the end
+    raw: IO[bytes] = response.raw  # type: ignore[assignment]  # urllib3's HTTPResponse is a binary stream
     return raw
 
 
