@@ -128,6 +128,10 @@ class BulkPagesSummaryOperator(BaseOperator):
     (``requests_per_minute``) are capped for all threads of the task; across tasks, use an Airflow
     pool (e.g. ``pool="dataforseo"`` with 30 slots and ``pool_slots=max_active_requests``).
 
+    The manifest also names the targets without data as the user wrote them:
+    ``missing_target_list`` (up to :data:`MAX_LISTED_MISSING`) and, when there are more,
+    ``missing_targets_uri``, a ``missing_targets.txt`` beside the manifest listing every one.
+
     A target without an item is counted in ``missing_targets`` and named in the log; it never
     becomes a row of zeros. Permanent API errors (credentials, payment, invalid request) and bad
     input fail the task without Airflow retries; transient errors are retried by the hook, then by
@@ -242,6 +246,7 @@ class BulkPagesSummaryOperator(BaseOperator):
         self._summary: FetchSummary | None = None  # of the last fetch: asset extras, lineage
         self._rows_uri: str | None = None  # where the last fetch wrote rows
         self._run_key: str | None = None  # "<dag_id>/<task_id>/<run_id>/<map_index>" of this run
+        self._missing: dict[str, Any] | None = None  # the manifest's list of missing targets
 
     @cached_property
     def hook(self) -> DataForSeoHook:
@@ -257,7 +262,7 @@ class BulkPagesSummaryOperator(BaseOperator):
             self.include_subdomains = as_bool(self.include_subdomains, "include_subdomains")
         except ValueError as exc:
             raise AirflowFailException(f"{exc}. Nothing was sent.") from exc
-        self._summary, self._rows_uri = None, None
+        self._summary, self._rows_uri, self._missing = None, None, None
         self.__dict__.pop("hook", None)  # a fresh hook and limiter for every try
         ti = context.get("ti")
         # every try of this task instance resumes from its checkpoint; no other run does
@@ -266,7 +271,9 @@ class BulkPagesSummaryOperator(BaseOperator):
         )
         result = self._execute(context)
         if self._summary is not None:
-            self._publish_to_outlets(context, self._summary.manifest(self._rows_uri))
+            manifest = self._summary.manifest(self._rows_uri)
+            manifest.update(self._missing or {})
+            self._publish_to_outlets(context, manifest)
         return result
 
     def on_kill(self) -> None:
@@ -367,7 +374,8 @@ class BulkPagesSummaryOperator(BaseOperator):
             )
         rows: list[Row] = []
         summary = self._fetch(target_set, chunks, rows.extend)
-        self._log_summary(summary)
+        self._missing = missing_listing(summary, target_set, None)
+        self._log_summary(summary, target_set)
         return rows
 
     def _fetch_to_storage(self, target_set: TargetSet, chunks: list[list[str]]) -> dict[str, Any]:
@@ -412,11 +420,13 @@ class BulkPagesSummaryOperator(BaseOperator):
             raise
         checkpoint.merge()
         manifest = summary.manifest(str(rows_path))
+        self._missing = missing_listing(summary, target_set, manifest_path or rows_path)
+        manifest.update(self._missing)
         if manifest_path is not None:
             manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         checkpoint.clear()
         self.log.info("Wrote %d rows to %s", summary.items, rows_path)
-        self._log_summary(summary)
+        self._log_summary(summary, target_set)
         return manifest
 
     def _request_options(self) -> dict[str, Any]:
@@ -463,7 +473,14 @@ class BulkPagesSummaryOperator(BaseOperator):
         finally:
             self.hook.close()
 
-    def _log_summary(self, summary: FetchSummary) -> None:
+    def _log_summary(self, summary: FetchSummary, target_set: TargetSet | None = None) -> None:
+        """Log the totals; rejected and missing targets as the user wrote them (their inputs)."""
+
+        def named(targets: list[str]) -> list[str]:
+            if target_set is None:
+                return targets
+            return [text for target in targets for text in target_set.inputs_of(target)]
+
         self.log.info(
             "Done: %d requests, %d items, %d targets without data, %d unmatched items, cost %.5f USD",
             summary.requests,
@@ -476,16 +493,41 @@ class BulkPagesSummaryOperator(BaseOperator):
             self.log.warning(
                 "The API refused %d targets (40501), isolated by bisection; no rows for them: %s",
                 len(summary.rejected_targets),
-                ", ".join(summary.rejected_targets[:200]),
+                ", ".join(named(summary.rejected_targets[:200])),
             )
         if summary.missing_targets:
-            shown = summary.missing_targets[:200]
+            shown = named(summary.missing_targets[:200])
             self.log.warning(
                 "No data for %d targets%s: %s",
                 len(summary.missing_targets),
-                " (first 200)" if len(shown) < len(summary.missing_targets) else "",
+                " (first 200)" if len(summary.missing_targets) > 200 else "",
                 ", ".join(shown),
             )
+
+
+def missing_listing(
+    summary: FetchSummary, target_set: TargetSet, beside: ObjectStoragePath | None
+) -> dict[str, Any]:
+    """The manifest's list of the targets without data, as the user wrote them.
+
+    :param summary: the finished fetch.
+    :param target_set: gives each target's original inputs.
+    :param beside: the manifest (or rows file) the list of more than :data:`MAX_LISTED_MISSING`
+        goes beside, as ``missing_targets.txt`` (``<rows>.missing_targets.txt`` beside a ``.jsonl``
+        path); ``None`` (XCom mode): the first ones only.
+    :return: ``{"missing_target_list": [...], "missing_targets_uri": str | None}``: the original
+        inputs of every missing target (all of them when there are at most
+        :data:`MAX_LISTED_MISSING`, else the first ones, and every one in the file).
+    """
+    names = [text for target in summary.missing_targets for text in target_set.inputs_of(target)]
+    uri = None
+    if len(names) > MAX_LISTED_MISSING and beside is not None:
+        own = beside.name == MANIFEST_FILE_NAME
+        name = MISSING_FILE_NAME if own else f"{beside.stem}.{MISSING_FILE_NAME}"
+        path = beside.parent / name
+        path.write_text("".join(f"{text}\n" for text in names), encoding="utf-8")
+        uri = str(path)
+    return {"missing_target_list": names[:MAX_LISTED_MISSING], "missing_targets_uri": uri}
 
 
 def _no_sink(rows: list[Row]) -> None:
