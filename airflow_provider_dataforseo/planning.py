@@ -368,17 +368,13 @@ def merge_manifests(
     :return: ``{"uri", "parts", "targets", "items", "requests", "cost_usd", "missing_targets",
         "unmatched_items", "rejected_targets", "part_uris"}``: sums of the counts, ``cost_usd`` in
         USD rounded to 1e-6, ``rejected_targets`` the parts' lists joined in order, ``parts`` the
-        number of manifests, ``part_uris`` their ``uri`` in order; ``missing_target_list`` the first
-        100 missing targets of the parts as written, ``missing_targets_uris`` the parts'
-        ``missing_targets.txt`` files.
+        number of manifests, ``part_uris`` their ``uri`` in order.
     :raises ValueError: when a manifest is missing or lacks a count.
     """
     totals = dict.fromkeys(_MANIFEST_COUNTS, 0)
     cost = 0.0
     rejected: list[str] = []
     part_uris: list[str | None] = []
-    missing_names: list[str] = []  # the parts' missing targets as written, first 100 of each
-    missing_uris: list[str] = []  # the parts' missing_targets.txt files
     for number, manifest in enumerate(manifests):
         if not isinstance(manifest, Mapping):
             raise ValueError(f"manifest {number} is {manifest!r}, not a manifest mapping")
@@ -395,9 +391,6 @@ def merge_manifests(
         if not isinstance(listed, list):
             raise ValueError(f"manifest {number} has no list 'rejected_targets': {listed!r}")
         rejected.extend(listed)
-        missing_names.extend(manifest.get("missing_target_list") or [])
-        if manifest.get("missing_targets_uri"):
-            missing_uris.append(manifest["missing_targets_uri"])
         part_uris.append(manifest.get("uri"))
     return {
         "uri": uri,
@@ -406,6 +399,4 @@ def merge_manifests(
         "cost_usd": round(cost, 6),
         "rejected_targets": rejected,
         "part_uris": part_uris,
-        "missing_target_list": missing_names[:100],
-        "missing_targets_uris": missing_uris,
     }

@@ -119,8 +119,8 @@ def read_targets_streaming(
         :mod:`airflow_provider_dataforseo.sources`).
     :param column: ``targets_column``: a header name or a 0-based index.
     :param encoding: ``targets_encoding``; detected by default.
-    :param allowed_roots: roots files and sitemaps must lie under; ``None`` uses ``[dataforseo]
-        allowed_target_roots``.
+    :param allowed_roots: roots (URIs) files and sitemaps must lie under, besides those of
+        ``[dataforseo] allowed_target_roots`` (the DAG author's and the deployment's together).
     :param trusted: the value was written in the DAG file (with no roots set, only then is a file
         read).
     :param sitemap_max_urls: most URLs read from a sitemap source.
@@ -130,7 +130,7 @@ def read_targets_streaming(
     :raises TargetSourceError: a file outside the roots, missing, a folder, or unreadable.
     :raises TypeError: for a value of an unsupported type.
     """
-    roots = parse_roots(allowed_roots) if allowed_roots is not None else configured_roots()
+    roots = _union(parse_roots(allowed_roots), configured_roots())
     source = open_source(
         value,
         open_binary=open_target_uri,
@@ -145,6 +145,11 @@ def read_targets_streaming(
         return normalise_stream(source)
     except InvalidTargetsError as exc:
         raise source.relabel(exc) from None
+
+
+def _union(*groups: list[str] | None) -> list[str] | None:
+    roots = [root for group in groups if group for root in group]
+    return list(dict.fromkeys(roots)) or None
 
 
 def read_targets(value: object, **options: Any) -> TargetSet:

@@ -396,24 +396,7 @@ def test_merge_manifests_adds_up_totals_and_cost() -> None:
         "unmatched_items": 1,
         "rejected_targets": ["https://bad.example.com/x", "https://bad.example.com/y"],
         "part_uris": [f"file:///out/part-{i}/bulk_pages_summary.jsonl" for i in range(3)],
-        "missing_target_list": [],
-        "missing_targets_uris": [],
     }
-
-
-def test_merge_manifests_joins_the_lists_of_missing_targets() -> None:
-    parts = [
-        {**_manifest(0, 10, 8, 1, 2), "missing_target_list": ["A.com", "b.com"], "missing_targets_uri": None},
-        {
-            **_manifest(1, 300, 100, 1, 200),
-            "missing_target_list": [f"x{i}.com" for i in range(100)],
-            "missing_targets_uri": "file:///out/part-1/missing_targets.txt",
-        },
-    ]
-    merged = merge_manifests(parts)
-    assert merged["missing_target_list"] == ["A.com", "b.com"] + [f"x{i}.com" for i in range(98)]
-    assert merged["missing_targets_uris"] == ["file:///out/part-1/missing_targets.txt"]
-    assert merged["missing_targets"] == 202
 
 
 def test_merge_manifests_of_nothing_and_of_a_lazy_sequence() -> None:
@@ -428,8 +411,6 @@ def test_merge_manifests_of_nothing_and_of_a_lazy_sequence() -> None:
         "unmatched_items": 0,
         "rejected_targets": [],
         "part_uris": [],
-        "missing_target_list": [],
-        "missing_targets_uris": [],
     }
     merged = merge_manifests(_manifest(i, 1000, 970, 1, 30) for i in range(1024))
     assert (merged["parts"], merged["targets"], merged["items"], merged["requests"]) == (

@@ -152,7 +152,7 @@ class BulkPagesSummaryOperator(BaseOperator):
         default from its BOM, else UTF-8, else detected with charset-normalizer.
     :param allowed_target_roots: URIs under which target files and sitemaps may be read, e.g.
         ``["file:///data/seo/", "s3://aws_default@bucket/lists/"]`` (not templated: a run's params
-        cannot widen it); default ``[dataforseo] allowed_target_roots``. With neither set, only a
+        cannot widen it), together with ``[dataforseo] allowed_target_roots``. With neither set, only a
         file URI written literally in the DAG is read; one from a template, params or XCom is refused.
     :param include_subdomains: (templated) count backlinks of the targets' subdomains too (API
         default True); a rendered ``"True"``/``"false"``/``"1"``/``"0"`` is accepted.

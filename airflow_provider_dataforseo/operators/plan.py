@@ -89,7 +89,7 @@ def plan_bulk_pages_summary(
     :param max_groups: most groups; default Airflow's ``[core] max_map_length`` (1024).
     :param targets_column: the column of a file or of rows to read: a header name or a 0-based index.
     :param targets_encoding: the file's encoding; by default from its BOM, else UTF-8, else detected.
-    :param allowed_target_roots: roots (URIs) that files and sitemaps must lie under; ``None``:
+    :param allowed_target_roots: roots (URIs) that files and sitemaps must lie under, together with
         ``[dataforseo] allowed_target_roots``.
     :param trusted: ``targets`` was written by the DAG author (not rendered from params): with no
         roots set, a file is read only then.
@@ -157,7 +157,7 @@ class BulkPagesSummaryPlanOperator(BaseOperator):
         0-based index.
     :param targets_encoding: (templated) the file's encoding; detected by default.
     :param allowed_target_roots: URIs under which target files and sitemaps may be read (not
-        templated: a run's params cannot widen it); default ``[dataforseo] allowed_target_roots``.
+        templated: a run's params cannot widen it), together with ``[dataforseo] allowed_target_roots``.
         With neither set, only a file URI written literally in the DAG is read.
     """
 
