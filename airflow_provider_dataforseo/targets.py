@@ -1,4 +1,6 @@
-"""Targets: read, normalise, validate, de-duplicate, and plan them into request chunks.
+"""Targets: normalise, validate, de-duplicate, and plan them into request chunks.
+
+Reading them from lists, text, files and sitemaps is :mod:`airflow_provider_dataforseo.sources`'.
 
 Pure module: no Airflow import, no network. The rules come from the endpoint's doc
 (``https://docs.dataforseo.com/v3/backlinks/bulk_pages_summary/live/``, field ``targets``):
@@ -37,11 +39,8 @@ valid whichever rule the API uses.
 
 from __future__ import annotations
 
-import ast
 import bisect
-import csv
 import heapq
-import itertools
 import math
 import re
 from array import array
@@ -59,7 +58,7 @@ from airflow_provider_dataforseo import api
 from airflow_provider_dataforseo.exceptions import InvalidTargetsError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Iterable, Sequence
 
 #: Longest target accepted, in characters (after normalisation). Longer URLs are refused by
 #: common HTTP stacks and would make the whole request fail.
@@ -112,13 +111,6 @@ _FILE_EXTENSIONS = frozenset(
 #: Characters of a value quoted in an error message (longer values are cut, see :func:`shorten`).
 MAX_SHOWN_LENGTH = 200
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_HEADER_NAMES = frozenset({"target", "targets", "url", "urls", "domain", "domains", "page", "pages"})
-#: A piece of a line that opens a page URL: optional whitespace, then ``http://`` or ``https://``.
-_URL_START_RE = re.compile(r"\s*https?://", re.IGNORECASE)
-#: A CSV field that opens with a quote: only then does CSV quoting change how a line splits.
-_QUOTED_FIELD_RE = re.compile(r'(?:^|,)"')
-#: The line terminators ``str.splitlines`` knows (``"\r\n"`` is the only two-character one).
-_LINE_ENDS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 _PSL = PublicSuffixList()  # ICANN and private sections
 _PSL_ICANN = PublicSuffixList(only_icann=True)
 
@@ -342,177 +334,6 @@ def count_main_domains(targets: Iterable[str]) -> int:
     """
     hosts = {target_host(target) for target in targets}
     return len({main_domain.__wrapped__(host) or host for host in hosts})
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading the ways targets arrive
-# ---------------------------------------------------------------------------------------------
-
-
-def is_storage_uri(value: object) -> bool:
-    """Whether ``value`` names a file in object storage (``file://``, ``s3://``, ...), not a target.
-
-    A single string with a scheme other than ``http``/``https`` and no separators is taken as the
-    URI of a text or CSV file of targets.
-    """
-    if not isinstance(value, str):
-        return False
-    text = value.strip()
-    match = _SCHEME_RE.match(text)
-    return match is not None and match.group(1).lower() not in _DEFAULT_PORTS and "\n" not in text
-
-
-def coerce_targets(value: object) -> list[object]:
-    """Turn the ways a ``targets`` argument may arrive into a list of raw entries.
-
-    Accepted: a list or tuple; a string that renders a Python/JSON list (``"['a', 'b']"``, as a
-    templated list renders); newline- or comma-separated text. Entries are not validated here.
-
-    Text is split on newlines, then each line on the commas that cannot belong to a URL
-    (:func:`split_target_line`): a comma separates entries, except inside a page URL, which runs
-    from its ``http://``/``https://`` up to a comma followed by (optional whitespace and) another
-    ``http://``/``https://``, or up to the line's trailing commas. So
-    ``"https://ex.com/?ids=a.com,b.com"`` is one entry, ``"https://a.com/x,https://b.com/y"`` and
-    ``"a.com, b.com"`` two (domains never contain commas). Blank entries are dropped.
-
-    :param value: the rendered ``targets`` argument.
-    :return: the raw entries in order.
-    :raises TypeError: when ``value`` is none of the accepted shapes.
-    """
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    if isinstance(value, str):
-        text = value.strip().lstrip(_BOM)
-        if text.startswith("[") and text.endswith("]"):
-            try:
-                parsed = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                parsed = None
-            if isinstance(parsed, (list, tuple)):
-                return list(parsed)
-        return [
-            entry for line in re.split(r"[\r\n]+", text) for entry in split_target_line(line) if entry.strip()
-        ]
-    if isinstance(value, (set, frozenset)):
-        raise TypeError("targets must be ordered: pass a list, not a set")
-    raise TypeError(
-        f"targets must be a list of strings, a text of targets or a file URI, not {type(value).__name__}"
-    )
-
-
-def split_target_line(line: str) -> list[str]:
-    """Split one line of targets at the commas that cannot belong to a URL.
-
-    Every comma separates, except inside a page URL: a piece starting with ``http://`` or
-    ``https://`` (any case, after optional whitespace) runs up to a comma followed by whitespace
-    (a URL holds none: ``"https://a.com/, b.com"`` is two targets) or by another
-    ``http://``/``https://``, or up to the commas that end the line (a comma at the end of a line
-    always separates). Domains never contain commas. Pieces keep their
-    surrounding whitespace, and an empty piece stays (as in CSV: ``"a.com,"`` gives
-    ``["a.com", ""]``).
-
-    :param line: one line, without its line terminator.
-    :return: the pieces in order, e.g. ``["https://ex.com/?ids=a.com,b.com"]`` for that line,
-        ``["https://a.com/x", " https://b.com/y"]`` for ``"https://a.com/x, https://b.com/y"``,
-        ``["1", "google.com"]`` for ``"1,google.com"``.
-    """
-    # the commas (and whitespace) that end the line: separators, never part of a URL. Scanned
-    # backwards once (a regular expression here is quadratic in a long run of commas)
-    start = index = len(line)
-    while index:
-        before = index
-        while before and line[before - 1].isspace():
-            before -= 1
-        if not before or line[before - 1] != ",":
-            break
-        start = index = before - 1
-    entries: list[list[str]] = []  # each entry's comma-separated parts
-    in_url = False
-    for piece in line[:start].split(","):
-        starts_url = _URL_START_RE.match(piece) is not None
-        if in_url and not starts_url and not piece[:1].isspace():
-            entries[-1].append(piece)  # after a comma of the URL (", " separates: a URL has no space)
-        else:
-            entries.append([piece])
-            in_url = starts_url
-    return [",".join(parts) for parts in entries] + line[start:].split(",")[1:]
-
-
-def _without_line_end(line: str) -> str:
-    """``line`` without its line terminator, if it has one."""
-    if line[-1:] not in _LINE_ENDS:
-        return line
-    return line[:-2] if line.endswith("\r\n") else line[:-1]
-
-
-def _line_target(line: str) -> str:
-    """The target of one line of a file without a header: its last CSV column, URL-aware."""
-    if "," not in line and '"' not in line:  # the common case: the line is the target
-        return line
-    if _URL_START_RE.match(line) is None and _QUOTED_FIELD_RE.search(line):
-        row = next(csv.reader([line]), [])  # a quoted field: CSV quoting decides
-        return row[-1] if row else ""
-    return split_target_line(line)[-1]
-
-
-def iter_target_file(lines: Iterable[str]) -> Iterator[str]:
-    """Stream the targets of a text or CSV file, line by line (see :func:`parse_target_file`).
-
-    :param lines: the file's lines, with or without their line terminators (an open text file
-        works); a UTF-8 BOM is allowed on the first.
-    :return: the raw entries in file order, one per data line.
-    """
-    iterator = iter(lines)
-    first_line = next(iterator, None)
-    if first_line is None:
-        return
-    bare = map(_without_line_end, itertools.chain([first_line.lstrip(_BOM)], iterator))
-    kept = (line for line in bare if line.strip() and not line.lstrip().startswith("#"))
-    first = next(kept, None)
-    if first is None:
-        return
-    if _URL_START_RE.match(first) is None:
-        header = [cell.strip().lower() for cell in next(csv.reader([first]), [])]
-        column = next((i for i, cell in enumerate(header) if cell in _HEADER_NAMES), None)
-        if column is not None:
-            last = column == len(header) - 1
-            for row in csv.reader(kept):
-                extra = len(row) - len(header)
-                if extra > 0 and _URL_START_RE.match(row[column]):
-                    # an unquoted URL's commas split it over more cells than the header has: the
-                    # surplus cells are its own (only a URL holds commas; the other columns follow)
-                    cells = row[column:] if last else row[column : column + extra + 1]
-                    yield split_target_line(",".join(cells))[0]
-                else:
-                    yield row[column] if column < len(row) else ""
-            return
-    yield _line_target(first)
-    for line in kept:
-        yield _line_target(line)
-
-
-def parse_target_file(text: str) -> list[str]:
-    """Read the targets of a text or CSV file: one target per line.
-
-    Blank lines and lines starting with ``#`` are skipped. The first remaining line is a header
-    when it does not start with ``http://``/``https://`` and one of its CSV cells is ``target``,
-    ``url``, ``domain`` or ``page`` (plural too, any case):
-
-    - with a header, the file is read as CSV (quoted fields may hold commas) and that column is
-      kept; a row with more cells than the header whose target cell starts a URL is an
-      unquoted URL whose commas split it, and the URL is joined back (up to a comma followed by
-      another ``http(s)://``);
-    - without one, each line is split by :func:`split_target_line` and its last piece kept: a line
-      starting with ``http://``/``https://`` (any case) is ONE target, commas included, unless a
-      comma is followed by another ``http(s)://`` (then the last URL is kept, as the last column);
-      any other line is CSV and its last column is kept (``rank,domain`` files; ``1,https://...``
-      keeps the whole URL), with CSV quoting when a field opens with ``"``.
-
-    :param text: the file's content (UTF-8, BOM allowed).
-    :return: the raw entries in file order (not validated; a line ending in a comma gives ``""``,
-        which validation then rejects).
-    """
-    return list(iter_target_file(text.splitlines()))
 
 
 # ---------------------------------------------------------------------------------------------
