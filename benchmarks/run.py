@@ -9,7 +9,7 @@ each in a fresh process against the same emulator (``benchmarks/emulator.py``, s
 loopback, with ``--latency`` seconds per request and at most ``--max-simultaneous`` requests in
 flight, 40209 above that):
 
-- ``ours``: normalise, plan (:func:`~airflow_provider_dataforseo.targets.plan_chunks`), post with
+- ``ours``: normalise, plan (:func:`~airflow_provider_dataforseo.chunks.plan_chunks`), post with
   ``--concurrency`` requests in flight (:func:`~airflow_provider_dataforseo.fetch.fetch_bulk_pages_summary`
   through :class:`~airflow_provider_dataforseo.hooks.dataforseo.DataForSeoHook`), rows written as
   JSON Lines as they arrive: the operator's path without the Airflow task around it;
@@ -102,8 +102,9 @@ def _fetched(summary: Any, plan_s: float, concurrency: int) -> dict[str, Any]:
 
 
 def _run_ours(targets: list[str], hook: Any, sink: Any, concurrency: int) -> dict[str, Any]:
+    from airflow_provider_dataforseo.chunks import plan_chunks
     from airflow_provider_dataforseo.fetch import fetch_bulk_pages_summary
-    from airflow_provider_dataforseo.targets import normalise_targets, plan_chunks
+    from airflow_provider_dataforseo.targets import normalise_targets
 
     started = time.perf_counter()
     target_set = normalise_targets(targets)
@@ -183,7 +184,8 @@ def _run_bare(targets: list[str], hook: Any, sink: Any, concurrency: int) -> dic
     from concurrent.futures import ThreadPoolExecutor
 
     from airflow_provider_dataforseo import api
-    from airflow_provider_dataforseo.targets import normalise_targets, plan_chunks
+    from airflow_provider_dataforseo.chunks import plan_chunks
+    from airflow_provider_dataforseo.targets import normalise_targets
 
     del sink
     started = time.perf_counter()
@@ -299,7 +301,8 @@ def _wait_ready(url: str) -> None:
 
 
 def _dataset_facts(n: int, shape: str) -> dict[str, int]:
-    from airflow_provider_dataforseo.targets import count_main_domains, lower_bound, normalise_targets
+    from airflow_provider_dataforseo.chunks import lower_bound
+    from airflow_provider_dataforseo.targets import count_main_domains, normalise_targets
 
     target_set = normalise_targets(generate(n, shape))
     domains = count_main_domains(target_set.targets)

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_dataforseo import api
+from airflow_provider_dataforseo.chunks import plan_chunks
 from airflow_provider_dataforseo.exceptions import InvalidTargetsError
 from airflow_provider_dataforseo.planning import (
     DEFAULT_MAX_MAP_LENGTH,
@@ -30,7 +31,6 @@ from airflow_provider_dataforseo.targets import (
     count_main_domains,
     normalise_targets,
     parse_target_file,
-    plan_chunks,
     target_main_domain,
 )
 from tests.conftest import REPO

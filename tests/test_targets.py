@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from airflow_provider_dataforseo.chunks import lower_bound, plan_chunks
 from airflow_provider_dataforseo.exceptions import InvalidTargetsError
 from airflow_provider_dataforseo.targets import (
     MAX_TARGET_LENGTH,
@@ -19,12 +20,10 @@ from airflow_provider_dataforseo.targets import (
     coerce_targets,
     count_main_domains,
     is_storage_uri,
-    lower_bound,
     main_domain,
     normalise_target,
     normalise_targets,
     parse_target_file,
-    plan_chunks,
     target_host,
     target_main_domain,
 )

@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_dataforseo import api
 from airflow_provider_dataforseo.checkpoint import Checkpoint
+from airflow_provider_dataforseo.chunks import lower_bound, plan_chunks
 from airflow_provider_dataforseo.exceptions import InvalidTargetsError
 from airflow_provider_dataforseo.fetch import ChunkOutcome, FetchSummary, Row, fetch_bulk_pages_summary
 from airflow_provider_dataforseo.hooks.dataforseo import (
@@ -33,9 +34,7 @@ from airflow_provider_dataforseo.targets import (
     coerce_targets,
     count_main_domains,
     is_storage_uri,
-    lower_bound,
     normalise_targets,
-    plan_chunks,
 )
 
 if TYPE_CHECKING:

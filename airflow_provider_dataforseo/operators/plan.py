@@ -28,6 +28,7 @@ from airflow.sdk import BaseOperator, ObjectStoragePath, conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_dataforseo import api
+from airflow_provider_dataforseo.chunks import lower_bound
 from airflow_provider_dataforseo.exceptions import InvalidTargetsError
 from airflow_provider_dataforseo.planning import (
     DEFAULT_MAX_MAP_LENGTH,
@@ -38,12 +39,7 @@ from airflow_provider_dataforseo.planning import (
     read_target_lines,
     write_chunk_groups,
 )
-from airflow_provider_dataforseo.targets import (
-    coerce_targets,
-    count_main_domains,
-    is_storage_uri,
-    lower_bound,
-)
+from airflow_provider_dataforseo.targets import coerce_targets, count_main_domains, is_storage_uri
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
