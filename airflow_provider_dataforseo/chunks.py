@@ -13,15 +13,17 @@ returns the first plan that one of these finds (cheapest first):
 
 1. worst-fit decreasing with splitting, 2. round robin, 3. balanced splitting (the fast packings:
    3 always succeeds when ``n <= k*T`` and ``p <= k*(D-1) + 1``, see :func:`_pack_balanced`);
-4. full chunks: only in the narrow band ``k*(D-1) + 1 < p <= k*D`` where splits are scarce.
-   There, with ``e = p - k*(D-1) - 1``, a k-plan needs (in the canonical form used here) e chunks
-   of D whole main domains; this packing builds them greedily (each as full as it can get by a
-   window of smallest and largest main domains, then one-for-one upgrades) and hands the rest
-   to 3;
-5. an exhaustive search (:func:`_search`), complete but capped at :data:`SEARCH_BUDGET` candidate
-   chunks per plan size: it picks one chunk at a time among the chunks that are full (D pieces,
-   or T targets with at most one piece of a main domain that goes on to later chunks, or all that
-   is left), memoising the multisets of remaining sizes that failed.
+4. full chunks, only in the narrow band ``k*(D-1) + 1 < p <= k*D`` where splits are scarce: with
+   ``e = p - k*(D-1) - 1``, e chunks of D whole main domains, the rest to 3 (which then has its
+   guarantee's room). Two ways to pick them: greedily, each as full as a window of smallest and
+   largest main domains plus one-for-one upgrades makes it (:func:`_pack_full_chunks`); or one
+   window of e*D consecutive sizes dealt largest first to the lightest chunk, then swaps
+   (:func:`_pack_dealt`);
+5. an exhaustive search (:func:`_search`), complete but capped at :data:`SEARCH_BUDGET` units of
+   work per plan size (a candidate chunk costs the number of distinct sizes left). It picks one
+   chunk at a time among the chunks that are full (D pieces, or T targets with at most one piece
+   of a main domain that goes on to later chunks, or all that is left), memoising the multisets
+   of remaining sizes that failed.
 
 Why 5 is complete: in any plan, moving targets of split main domains around a cycle of chunks
 (chunk 1 -A- chunk 2 -B- ... -Z- chunk 1) keeps every chunk's size and can empty one piece, so some
@@ -31,11 +33,13 @@ in it only shrinks what is left), so only full chunks need trying.
 
 **When the count can exceed the lower bound while a plan of that size exists:** only when k is in
 the band ``k*(D-1) + 1 < p <= k*D`` AND packings 1-4 fail AND the search runs out of its budget
-before it finds a plan or proves there is none; the planner then moves on to k+1. Out of the band
-(at the API's limits: whenever the main domains need at most ``99*k + 1`` pieces) the count is the
-lower bound. In the band the search always finishes when the main-domain sizes take few distinct
-values (the search works on multisets), e.g. the hard case of two chunks of exactly 100 main
-domains and 1000 targets.
+before it finds a plan or proves there is none; the planner then moves on to k+1, which packing 3
+guarantees when ``k <= D`` (up to 100 requests at the API's limits). Out of the band (at the
+API's limits: whenever the main domains need at most ``99*k + 1`` pieces) the count is the lower
+bound. In the band the search finishes when the sizes take few distinct values (it works on
+multisets), as in issue 15's hard case (two chunks of exactly 100 main domains and 1000
+targets); the benchmark's adversarial 100,000 targets (10,065 pieces, band of 101) are packed by
+4. tests/test_chunks.py checks the count against an exact solver on 1,500 small tight instances.
 
 Order is deterministic: targets keep their input order inside a chunk, chunks are ordered by their
 earliest target. Memory: the planner works on integer positions (4 bytes a target).
@@ -47,7 +51,6 @@ import bisect
 import heapq
 import math
 from array import array
-from collections import Counter
 from typing import TYPE_CHECKING
 
 from airflow_provider_dataforseo import api
@@ -56,9 +59,10 @@ from airflow_provider_dataforseo.targets import main_domain, target_host
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-#: Candidate chunks the exhaustive search (packing 5) may try for one plan size before it gives up
-#: and lets the planner try one request more (~0.5 s of CPU at most).
-SEARCH_BUDGET = 50_000
+#: Work the exhaustive search (packing 5) may do for one plan size before it gives up and lets the
+#: planner try one request more: each candidate chunk costs the number of distinct piece sizes
+#: left (about 0.1 s of CPU per plan size at most).
+SEARCH_BUDGET = 100_000
 
 #: A piece of a plan: ``(group, start, stop)``, the group's positions ``start:stop``.
 Piece = tuple[int, int, int]
@@ -116,8 +120,8 @@ def plan_chunks(
     chunks: list[array[int]] = []
     for pieces in bins:
         positions = array(code)
-        for group, start, stop in pieces:
-            positions.extend(groups[group][start:stop])
+        for number, start, stop in pieces:
+            positions.extend(groups[number][start:stop])
         if positions:
             chunks.append(array(code, sorted(positions)))
     del groups
@@ -151,7 +155,9 @@ def plan_pieces(
             or _pack_balanced(order, sizes, k, max_targets, max_main_domains)
         )
         if bins is None and pieces > k * (max_main_domains - 1) + 1:
-            bins = _pack_full_chunks(order, sizes, k, max_targets, max_main_domains)
+            bins = _pack_full_chunks(order, sizes, k, max_targets, max_main_domains) or _pack_dealt(
+                order, sizes, k, max_targets, max_main_domains
+            )
             if bins is None:
                 bins = _search(order, sizes, k, max_targets, max_main_domains, budget)
         if bins is not None:
@@ -212,7 +218,7 @@ def _pack_balanced(
     max_main_domains: int,
     offsets: Sequence[int] | None = None,
 ) -> list[list[Piece]] | None:
-    """Balanced splitting into ``k`` bins, or ``None``; it fits whenever ``n <= k*T`` and ``d <= k*(D-1) + 1``.
+    """Balanced splitting into ``k`` bins, or ``None``; fits whenever n <= k*T and d <= k*(D-1) + 1.
 
     Each bin (``r`` bins left) takes ``m = floor(d/r)`` whole groups, the ``j`` smallest and
     ``m - j`` largest besides the largest group ``L``, with the fewest large ones that leave at most
@@ -360,6 +366,93 @@ def _pack_full_chunks(
     return bins + tail
 
 
+def _pack_dealt(
+    order: Sequence[int], sizes: Sequence[int], k: int, max_targets: int, max_main_domains: int
+) -> list[list[Piece]] | None:
+    """Packing 4, second form: e chunks of D whole groups dealt from one window, then balanced splitting.
+
+    With ``r = k - e`` chunks left for balanced splitting, the e full chunks must hold at least
+    ``n - r*T`` targets and each at most T. The e*D groups are a window of consecutive sizes
+    (ascending order), the highest whose sum is at most e*T, dealt to the e chunks by
+    :func:`_deal`; lower windows are tried while that fails (at most 64 windows).
+    """
+    n = sum(sizes)
+    pieces = sum(-(-size // max_targets) for size in sizes)
+    e = pieces - k * (max_main_domains - 1) - 1
+    r = k - e
+    m = e * max_main_domains
+    eligible = sorted((sizes[group], group) for group in order if sizes[group] <= max_targets)
+    if e <= 0 or r < 1 or len(eligible) < m:
+        return None
+    least = n - r * max_targets
+    prefix = [0]
+    for size, _ in eligible:
+        prefix.append(prefix[-1] + size)
+    top = len(eligible) - m
+    while top >= 0 and prefix[top + m] - prefix[top] > e * max_targets:
+        top -= 1
+    for start in range(top, max(-1, top - 64), -1):
+        if prefix[start + m] - prefix[start] < least:
+            return None
+        window = eligible[start : start + m][::-1]
+        bins = _deal(window, e, max_targets, max_main_domains)
+        if bins is None:
+            continue
+        inside = {group for _, group in window}
+        left = [group for group in order if group not in inside]
+        tail = _pack_balanced(left, sizes, r, max_targets, max_main_domains)
+        return None if tail is None else bins + tail
+    return None
+
+
+def _deal(
+    window: list[tuple[int, int]], e: int, max_targets: int, max_main_domains: int
+) -> list[list[Piece]] | None:
+    """Deal ``e * D`` groups (``(size, group)``, largest first) into e chunks of D, each <= T, or None.
+
+    Largest first to the lightest chunk with a slot left (LPT), then one-for-one swaps between the
+    heaviest and the lightest chunk while the heaviest is over T (at most 50 swaps a chunk).
+    """
+    heap = [(0, chunk) for chunk in range(e)]
+    members: list[list[tuple[int, int]]] = [[] for _ in range(e)]
+    totals = [0] * e
+    for size, group in window:
+        _, chunk = heapq.heappop(heap)
+        members[chunk].append((size, group))
+        totals[chunk] += size
+        if len(members[chunk]) < max_main_domains:
+            heapq.heappush(heap, (totals[chunk], chunk))
+    for _ in range(50 * e):
+        hi = max(range(e), key=totals.__getitem__)
+        over = totals[hi] - max_targets
+        if over <= 0:
+            return [[(group, 0, size) for size, group in chunk] for chunk in members]
+        lo = min(range(e), key=totals.__getitem__)
+        limit = min(over, max_targets - totals[lo])  # the lightest chunk stays <= T
+        small = sorted(members[lo])
+        keys = [size for size, _ in small]
+        swap = None
+        best = 0
+        for a_index, (a, _) in enumerate(members[hi]):
+            # the smallest b >= a - limit: the heaviest loses a - b <= limit
+            b_index = bisect.bisect_left(keys, a - limit)
+            if b_index < len(keys) and a - keys[b_index] > best:
+                best = a - keys[b_index]
+                swap = (a_index, small[b_index])
+                if best == limit:
+                    break
+        if swap is None:
+            return None
+        a_index, b_entry = swap
+        a_entry = members[hi][a_index]
+        members[hi][a_index] = b_entry
+        members[lo].remove(b_entry)
+        members[lo].append(a_entry)
+        totals[hi] += b_entry[0] - a_entry[0]
+        totals[lo] += a_entry[0] - b_entry[0]
+    return None
+
+
 class _BudgetExceeded(Exception):
     """The exhaustive search tried its budget of candidate chunks."""
 
@@ -395,7 +488,7 @@ def _search(
             return None
         values = sorted(counts, reverse=True)
         for whole, partial in _candidates(values, counts, max_targets, max_main_domains):
-            tried += 1
+            tried += len(counts)  # a candidate costs about one copy of the counts
             if tried > budget:
                 raise _BudgetExceeded
             left = dict(counts)
