@@ -3,7 +3,7 @@
 Pure module: no Airflow import. The change sensor (poke and reschedule modes) and its trigger
 (deferral and AssetWatcher) both call :func:`poll` then :func:`deliver`, so a watch behaves the
 same in every mode. Values are fetched through the operator's own path: the targets' plan
-(:func:`~airflow_provider_dataforseo.targets.plan_chunks`) and
+(:func:`~airflow_provider_dataforseo.chunks.plan_chunks`) and
 :func:`~airflow_provider_dataforseo.fetch.fetch_bulk_pages_summary` with the hook's
 ``bulk_pages_summary`` as ``post``.
 
@@ -40,10 +40,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_dataforseo.baseline import BaselineError
 from airflow_provider_dataforseo.changes import advance, count_changes, snapshot_entry
+from airflow_provider_dataforseo.chunks import plan_chunks
 from airflow_provider_dataforseo.exceptions import DataForSeoError, InvalidTargetsError
 from airflow_provider_dataforseo.feed import ChangesFeed
 from airflow_provider_dataforseo.fetch import FetchSummary, Row, fetch_bulk_pages_summary
-from airflow_provider_dataforseo.targets import plan_chunks
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

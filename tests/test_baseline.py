@@ -16,7 +16,8 @@ from upath import UPath
 
 from airflow_provider_dataforseo import baseline
 from airflow_provider_dataforseo.baseline import BaselineError, BaselineStore, baseline_key, watch_key
-from airflow_provider_dataforseo.targets import normalise_targets, parse_target_file
+from airflow_provider_dataforseo.sources import parse_target_file
+from airflow_provider_dataforseo.targets import normalise_targets
 from tests.conftest import REPO
 
 if TYPE_CHECKING:

@@ -32,7 +32,7 @@ from airflow_provider_dataforseo.emulator import EmulatorConfig, EmulatorServer
 from airflow_provider_dataforseo.emulator.data import DATA_AS_OF, summary_item
 from airflow_provider_dataforseo.feed import ChangesFeed
 from airflow_provider_dataforseo.sensors.backlinks_change import BacklinksChangeSensor
-from airflow_provider_dataforseo.targets import parse_target_file
+from airflow_provider_dataforseo.sources import parse_target_file
 from tests.conftest import REPO, aws_conn_json, conn_json, run_dag
 
 if TYPE_CHECKING:
@@ -320,22 +320,25 @@ def test_include_subdomains_false_from_a_param(alerts_conn: EmulatorServer, tmp_
 def test_a_deferred_sensor_and_its_trigger_key_the_baseline_alike(
     alerts_conn: EmulatorServer, tmp_path: Path
 ) -> None:
-    """``www.www.x`` normalised twice was another key: every run alerted the same changes."""
+    """``www.www.x`` normalised twice was another key: every run alerted the same changes. Both
+    sides now normalise the user's entries once, with the one normal form."""
+    from airflow_provider_dataforseo.targets import normalise_target
+
     known = [d for d in DOMAINS[:40] if summary_item(d) is not None]
     given = [f"www.www.{d}" for d in known[:3]] + known[3:20]
+    targets = [normalise_target(g) for g in given]
     dag = sensor_dag("alerts_www", tmp_path, given, deferrable=True, timeout=0)
     assert state(run_dag(dag)) == "skipped"  # the trigger stored the baseline, then timed out
     store = store_for(tmp_path, "alerts_www.watch")
     baseline = store.read()
     assert baseline is not None
-    assert sorted(baseline.values) == sorted([f"www.{d}" for d in known[:3]] + known[3:20])
+    assert sorted(baseline.values) == sorted(targets)  # the sensor's keys, from the trigger
     assert state(run_dag(dag)) == "skipped"  # no clock change: no alert, in deferral as in poke
     assert state(run_dag(sensor_dag("alerts_www", tmp_path, given))) == "skipped"
     set_date(alerts_conn, WEEK)
     run = run_dag(sensor_dag("alerts_www", tmp_path, given, deferrable=True, timeout=60))
     assert state(run) == "success"
-    targets = [f"www.{d}" for d in known[:3]] + known[3:20]
-    inputs = {f"www.{d}": [f"www.www.{d}"] for d in known[:3]}
+    inputs = {normalise_target(g): [g] for g in given[:3]}
     assert plain(CAPTURED["alerts_www"]["changes"]) == expected_changes(targets, EPOCH, WEEK, inputs)
     assert state(run_dag(dag)) == "skipped"
 

@@ -51,7 +51,7 @@ from airflow_provider_dataforseo.emulator.data import DATA_AS_OF, summary_item
 from airflow_provider_dataforseo.exceptions import DataForSeoError
 from airflow_provider_dataforseo.feed import ChangesFeed
 from airflow_provider_dataforseo.sensors.backlinks_change import BacklinksChangeSensor
-from airflow_provider_dataforseo.targets import parse_target_file
+from airflow_provider_dataforseo.sources import parse_target_file
 from airflow_provider_dataforseo.watch import acknowledge, deliver
 from tests.conftest import REPO, conn_json
 

@@ -16,10 +16,12 @@ from airflow.sdk import DAG, ObjectStoragePath, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_dataforseo.baseline import BaselineStore
+from airflow_provider_dataforseo.chunks import plan_chunks
 from airflow_provider_dataforseo.emulator import EmulatorConfig, EmulatorServer
 from airflow_provider_dataforseo.emulator.data import DATA_AS_OF, summary_item
 from airflow_provider_dataforseo.sensors.backlinks_change import BacklinksChangeSensor
-from airflow_provider_dataforseo.targets import normalise_targets, parse_target_file, plan_chunks
+from airflow_provider_dataforseo.sources import parse_target_file
+from airflow_provider_dataforseo.targets import normalise_targets
 from tests.conftest import REPO, conn_json, run_dag
 
 if TYPE_CHECKING:
@@ -274,7 +276,9 @@ def test_reschedule_mode_keeps_the_baseline_across_reschedules(
     run = run_dag(dag)
     assert state(run) == "success"
     assert ti_of(run).try_number == 1  # one try, several reschedules
-    assert without_ids(CAPTURED["watch_reschedule"]) == result(expected_changes(PAGES, EPOCH, LATER), PAGES, store)
+    assert without_ids(CAPTURED["watch_reschedule"]) == result(
+        expected_changes(PAGES, EPOCH, LATER), PAGES, store
+    )
     assert stored_values(store) == expected_values(PAGES, LATER)
 
 
@@ -288,7 +292,9 @@ def test_deferrable_mode_runs_the_checks_in_the_trigger(watch_conn: EmulatorServ
     set_date(watch_conn, LATER)
     run = run_dag(sensor_dag("watch_deferred", tmp_path, PAGES, deferrable=True, timeout=120))
     assert state(run) == "success"
-    assert without_ids(CAPTURED["watch_deferred"]) == result(expected_changes(PAGES, EPOCH, LATER), PAGES, store)
+    assert without_ids(CAPTURED["watch_deferred"]) == result(
+        expected_changes(PAGES, EPOCH, LATER), PAGES, store
+    )
     assert stored_values(store) == expected_values(PAGES, LATER)
 
 
@@ -323,7 +329,9 @@ def test_a_partial_response_yields_no_false_lost(watch_conn: EmulatorServer, tmp
     # a complete reply later reports the first request's changes, and only those
     run = run_dag(dag)
     assert state(run) == "success"
-    assert without_ids(CAPTURED["watch_partial"])["changes"] == [c for c in everything if c["target"] in first]
+    assert without_ids(CAPTURED["watch_partial"])["changes"] == [
+        c for c in everything if c["target"] in first
+    ]
     assert stored_values(store) == new
 
 

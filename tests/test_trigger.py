@@ -20,7 +20,8 @@ from airflow_provider_dataforseo.emulator import EmulatorConfig, EmulatorServer
 from airflow_provider_dataforseo.emulator.data import DATA_AS_OF, summary_item
 from airflow_provider_dataforseo.hooks.dataforseo import DataForSeoHook
 from airflow_provider_dataforseo.sensors.backlinks_change import BacklinksChangeSensor
-from airflow_provider_dataforseo.targets import normalise_targets, parse_target_file
+from airflow_provider_dataforseo.sources import parse_target_file
+from airflow_provider_dataforseo.targets import normalise_targets
 from airflow_provider_dataforseo.triggers.backlinks_change import BacklinksChangeTrigger
 from airflow_provider_dataforseo.watch import feed_of
 from tests.conftest import REPO, conn_json
@@ -167,7 +168,10 @@ def test_it_is_an_asset_watcher_trigger(tmp_path: Path) -> None:
         ({"end_at": "next week"}, "end_at must be an ISO 8601 time, got 'next week'"),
         ({"targets": [1, 2]}, "targets must be a list of strings"),
         ({"include_subdomains": "sometimes"}, "include_subdomains must be true or false, got 'sometimes'"),
-        ({"rank_scale": "one_million"}, "rank_scale must be one of one_thousand, one_hundred, got 'one_million'"),
+        (
+            {"rank_scale": "one_million"},
+            "rank_scale must be one of one_thousand, one_hundred, got 'one_million'",
+        ),
         ({"watch_id": " "}, "watch_id must be a non-empty string"),
     ],
 )
@@ -340,7 +344,8 @@ def test_deferred_storage_faults_are_retryable_errors(trigger_conn: EmulatorServ
     event = first_event(make(tmp_path, targets=missing, commit_baseline=False))
     assert event["status"] == "error"
     assert event["retryable"] is True
-    assert event["message"].startswith("FileNotFoundError")
+    assert event["message"].startswith("TargetSourceError: targets names file:///")
+    assert event["message"].endswith("pages.txt, which does not exist")
     assert api_requests(trigger_conn) == before  # nothing fetched
 
     # the baseline folder cannot be created: a regular file stands where it should be
@@ -374,7 +379,7 @@ def test_the_watcher_logs_a_storage_fault_and_keeps_watching_with_backoff(
     async def scenario() -> dict[str, Any]:
         events = trigger.run()
         pending = asyncio.ensure_future(anext(events))
-        await _wait_for(lambda: "Check failed (FileNotFoundError" in log_text(), "a logged failure")
+        await _wait_for(lambda: "Check failed (TargetSourceError" in log_text(), "a logged failure")
         await _wait_for(lambda: log_text().count("Check failed") >= 3, "more failed checks")
         assert not pending.done()  # the watch goes on
         # the file appears: the next check stores the baseline, then a clock move fires

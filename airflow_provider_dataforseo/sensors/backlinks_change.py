@@ -20,7 +20,6 @@ from airflow_provider_dataforseo.changes import (
     count_changes,
     render_message,
 )
-from airflow_provider_dataforseo.exceptions import InvalidTargetsError
 from airflow_provider_dataforseo.flags import as_bool, as_rank_scale
 from airflow_provider_dataforseo.hooks.dataforseo import (
     DataForSeoHook,
@@ -28,7 +27,7 @@ from airflow_provider_dataforseo.hooks.dataforseo import (
     fail_task_on_permanent_errors,
 )
 from airflow_provider_dataforseo.operators.bulk_pages_summary import read_targets
-from airflow_provider_dataforseo.targets import coerce_targets, is_storage_uri
+from airflow_provider_dataforseo.sources import coerce_targets, is_storage_uri
 from airflow_provider_dataforseo.triggers.backlinks_change import ERROR, TIMEOUT, BacklinksChangeTrigger
 from airflow_provider_dataforseo.watch import (
     BASELINE_STORED,
@@ -37,6 +36,7 @@ from airflow_provider_dataforseo.watch import (
     acknowledge,
     deliver,
     feed_of,
+    is_permanent,
     poll,
 )
 
@@ -179,26 +179,32 @@ class BacklinksChangeSensor(BaseSensorOperator):
     # -- checks ----------------------------------------------------------------------------------
 
     def _raw_targets(self) -> list[Any] | str:
-        """The rendered ``targets`` as the user's raw entries, or the URI of a targets file.
+        """The rendered ``targets`` as the user gave them: a text (or a file URI) as is, any other
+        iterable (a list, a tuple, a mapped task's ``LazyXComSequence``...) as a list of entries.
 
         The one place where ``targets`` is coerced: the poke, the deferral (the trigger gets these
-        same raw entries and normalises them once, with the same function) and the alert's
-        ``inputs`` all start from it.
+        same raw entries and normalises them once, with the same function, so both key the
+        baseline alike) and the alert's ``inputs`` all start from it.
 
         :raises AirflowFailException: for a value of an unsupported type.
         """
-        if is_storage_uri(self.targets):
-            return str(self.targets).strip()
+        if isinstance(self.targets, str):
+            return self.targets.strip() if is_storage_uri(self.targets) else self.targets
         try:
             return coerce_targets(self.targets)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise AirflowFailException(str(exc)) from exc
 
     def _target_set(self) -> TargetSet:
+        """The validated targets; bad input fails the task at once (no retry), a source that could
+        not be read this time (a missing or unreadable file, storage errors) is retried by Airflow.
+        """
         try:
             return read_targets(self._raw_targets())
-        except (InvalidTargetsError, TypeError, ValueError) as exc:
-            raise AirflowFailException(str(exc)) from exc
+        except Exception as exc:
+            if is_permanent(exc):
+                raise AirflowFailException(str(exc)) from exc
+            raise
 
     def _options(self) -> tuple[bool, str | None]:
         """``(include_subdomains, rank_scale)`` as rendered, read by :mod:`.flags`."""
