@@ -342,9 +342,9 @@ def _list_rows(values: Iterable[object], column: int | str | None) -> Iterator[t
             yield index, value
         elif column is None:
             raise TypeError(
-                f"targets #{index} is a row ({type(value).__name__}: {cut(repr(value), 80)}), not a "
-                "string: pass a list of strings, or set targets_column to the row's column to read "
-                "(a 0-based index, or a key of dict rows)"
+                f"targets must be strings: #{index} is a row ({type(value).__name__}: "
+                f"{cut(repr(value), 80)}); pass a list of strings, or set targets_column to the row's "
+                "column to read (a 0-based index, or a key of dict rows)"
             )
         else:
             yield index, _row_cell(value, column, index)
