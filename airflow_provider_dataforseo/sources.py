@@ -705,6 +705,10 @@ def _read_with_header(
 def _read_without_header(
     lines: Callable[[], Iterable[str]], *, name: str, delimiter: str, column: int | str | None
 ) -> Iterator[tuple[int, str]]:
+    if column is None and not any(delimiter in line or '"' in line for _, line in _logical_lines(lines())):
+        for number, line in _logical_lines(lines()):  # one cell a line: the common list
+            yield number, line
+        return
     plain, joined = _Shape(), _Shape()
     absorbed: set[int] = set()  # plain columns a URL's commas took in
     for number, line in _logical_lines(lines()):
