@@ -50,7 +50,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from airflow_provider_dataforseo.exceptions import InvalidTargetsError, NotShown
 from airflow_provider_dataforseo.targets import normalise_target
@@ -102,6 +102,8 @@ _PLAUSIBLE_RE = re.compile(
     r"(?:https?://[^\s\"'<>]+|[\w-]+(?:\.[\w-]+)+\.?(?::\d+)?(?:/[^\s\"'<>]*)?)", re.IGNORECASE
 )
 _HEADER_KEY_RE = re.compile(r"[\s_\-]+")
+#: A single value that is a local path (``/data/targets.txt``, ``~/x.csv``, ``./x.txt``), not a target.
+_PATH_RE = re.compile(r"(?:/|~/|\./|\.\./)[^\n,]*")
 _BOMS: Final = (
     (codecs.BOM_UTF32_LE, "utf-32"),
     (codecs.BOM_UTF32_BE, "utf-32"),
@@ -305,6 +307,12 @@ def inline_source(value: object, *, column: int | str | None = None) -> TargetSo
     """
     if isinstance(value, str):
         text = value.strip().lstrip(_BOM)
+        if _PATH_RE.fullmatch(text):
+            uri = "file://" + quote(os.path.abspath(os.path.expanduser(text)))
+            raise TargetSourceError(
+                f"targets {cut(text)!r} looks like a path, not a target: give a file as its URI, "
+                f"e.g. {uri!r} (pathlib.Path.as_uri() writes one)"
+            )
         if text.startswith("[") and text.endswith("]"):
             try:
                 parsed = ast.literal_eval(text)

@@ -206,6 +206,14 @@ def test_a_five_megabyte_line_is_not_echoed_whole(tmp_path: Path) -> None:
     assert len(str(info.value)) < 1000
 
 
+@pytest.mark.parametrize("path", ["/tmp/targets.txt", "  /data/SEO lists/t.csv ", "./t.txt", "~/t.txt"])
+def test_a_bare_path_is_told_to_be_a_file_uri(path: str) -> None:
+    with pytest.raises(TargetSourceError, match="looks like a path") as info:
+        coerce_targets(path)
+    assert "'file:///" in str(info.value) and "https:///" not in str(info.value)
+    assert "%20" in str(info.value) or " " not in path.strip()
+
+
 def test_inputs_are_trimmed() -> None:
     assert coerce_targets("a.com, b.com,\tc.com") == ["a.com", "b.com", "c.com"]
     assert read(["  a.com ", "\tb.com"]) == ["a.com", "b.com"]
