@@ -13,17 +13,16 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from airflow_provider_dataforseo.chunks import lower_bound, plan_chunks
 from airflow_provider_dataforseo.exceptions import InvalidTargetsError
 from airflow_provider_dataforseo.sources import coerce_targets, is_storage_uri, is_target, parse_target_file
 from airflow_provider_dataforseo.targets import (
     MAX_TARGET_LENGTH,
     TargetSet,
     count_main_domains,
-    lower_bound,
     main_domain,
     normalise_target,
     normalise_targets,
-    plan_chunks,
     target_host,
     target_main_domain,
 )
@@ -60,7 +59,7 @@ NORMALISATION_TABLE = [
     ("bücher.de", "xn--bcher-kva.de"),
     ("BÜCHER.de", "xn--bcher-kva.de"),
     ("www.bücher.de", "xn--bcher-kva.de"),
-    ("https://bücher.de/Seite?x=Ä", "https://xn--bcher-kva.de/Seite?x=Ä"),
+    ("https://bücher.de/Seite?x=Ä", "https://xn--bcher-kva.de/Seite?x=%C3%84"),
     ("https://www.bücher.de", "https://www.xn--bcher-kva.de/"),
     ("xn--bcher-kva.de", "xn--bcher-kva.de"),
     ("XN--BCHER-KVA.DE", "xn--bcher-kva.de"),
@@ -178,7 +177,7 @@ BAD_ENTRIES: list[tuple[object, str]] = [
     ("example.com/page", "did you mean 'https://example.com/page'?"),
     ("example.com?q=1", "a page needs its scheme"),
     ("example.com:8080", "not a URL with http:// or https://, nor a domain"),
-    ("//example.com/", "not a URL with http:// or https://, nor a domain"),
+    ("//example.com/", "a page needs its scheme: did you mean 'https://example.com/'?"),
     ("https://", "empty host"),
     ("https://user:secret@example.com/", "URL carries user credentials"),
     ("https://example.com:99999/", "malformed URL"),
