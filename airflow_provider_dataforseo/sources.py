@@ -32,7 +32,7 @@ A comma inside a page URL stays in it (``https://x.com/?ids=a.com,b.com`` is one
 it is followed by whitespace, by another ``http(s)://``, or, in a URL without a query, by a
 complete target (``https://a.com/,b.com`` is two). A file whose lines all split into the same
 number of cells, one column of them numbers, is a table first (a header-less Search Console export:
-``https://plumber.example/,2100,80``).
+``https://plumber.example.com/,2100,80``).
 """
 
 from __future__ import annotations
@@ -598,7 +598,7 @@ class _Shape:
 
     def table(self, absorbed: set[int]) -> bool:
         """Every line the same width >= 2, and a URL's commas would swallow a column of numbers
-        only (``https://plumber.example/,2100,80``: a page and two counts, not one page)."""
+        only (``https://plumber.example.com/,2100,80``: a page and two counts, not one page)."""
         return (
             self.lines >= 2
             and len(self.widths) == 1

@@ -132,7 +132,9 @@ def test_a_folder_or_a_missing_targets_file_fails_at_once(emulator: Any, tmp_pat
 
 
 def test_the_manifest_names_missing_targets_as_written(tmp_path: Path) -> None:
-    missing = [t for t in (f"Unknown{i}.Example" for i in range(400)) if summary_item(t.lower()) is None][:3]
+    missing = [t for t in (f"Unknown{i}.Example.com" for i in range(400)) if summary_item(t.lower()) is None][
+        :3
+    ]
     assert len(missing) == 3
     out = tmp_path / "out"
     with DAG("missing_listed", schedule=None, start_date=START, catchup=False) as dag:
