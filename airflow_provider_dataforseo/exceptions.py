@@ -104,12 +104,19 @@ class InvalidTargetsError(ValueError):
 
     def __init__(self, errors: Sequence[tuple[int, object, str]]) -> None:
         self.errors = list(errors)
-        shown = "\n".join(f"  #{pos}: {value!r}: {reason}" for pos, value, reason in self.errors[:50])
+        shown = "\n".join(
+            f"  #{pos}: {_cut(repr(value))}: {reason}" for pos, value, reason in self.errors[:50]
+        )
         more = f"\n  ... and {len(self.errors) - 50} more" if len(self.errors) > 50 else ""
         super().__init__(f"{len(self.errors)} invalid target(s), nothing was sent:\n{shown}{more}")
 
     def __reduce__(self) -> tuple[object, ...]:  # rebuild from the errors, not from the message
         return (type(self), (self.errors,))
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters for a message, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 _HINTS = {

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_dataforseo.emulator.faults import respell_url
+from airflow_provider_dataforseo.exceptions import InvalidTargetsError
 from airflow_provider_dataforseo.fetch import ChunkOutcome, fetch_chunk
 from airflow_provider_dataforseo.hooks.dataforseo import DataForSeoHook
 from airflow_provider_dataforseo.planning import load_chunk_group, plan_chunk_groups, write_chunk_groups
@@ -383,3 +384,14 @@ def test_a_follow_up_that_also_loses_the_item_asks_only_for_it(
     assert outcome.unmatched_items == 0
     assert asked[1:] == [outcome.missing_targets]  # the follow-up asked for the lost target alone
     assert set(answered) | set(outcome.missing_targets) == set(ECHO_TARGETS)
+
+
+def test_a_5_mb_entry_is_not_echoed_whole_in_the_error() -> None:
+    """Issue 11: a 5 MB line was echoed whole in the exception (5,000,096 characters)."""
+    with pytest.raises(InvalidTargetsError) as info:
+        normalise_targets(["ok.com", "x" * 5_000_000, "y" * 5_000_000 + ".com/page"])
+    message = str(info.value)
+    assert len(message) < 1500
+    assert "(5000002 characters)" in message  # the repr's length: the value and its quotes
+    assert [position for position, _, _ in info.value.errors] == [1, 2]
+    assert info.value.errors[1][1] == "y" * 5_000_000 + ".com/page"  # the value itself is kept

@@ -211,7 +211,7 @@ def test_one_error_lists_every_bad_entry_with_position_and_reason() -> None:
     text = str(error)
     assert text.startswith(f"{len(BAD_ENTRIES)} invalid target(s), nothing was sent:\n")
     for value, _ in BAD_ENTRIES:
-        assert repr(value) in text
+        assert repr(value)[:200] in text  # long values are cut
 
 
 @pytest.mark.parametrize("values", [[], (), iter([])])
