@@ -238,6 +238,34 @@ def test_the_normal_form_is_a_fixed_point(raw: str) -> None:
         assert not once.startswith("www.") or once.count(".") == 2  # only www.<public suffix> keeps it
 
 
+_ANY_TAIL = st.sampled_from(
+    [
+        *"/\\.%-_~?#&=@[]:09afAFxyz é日\u200b\u00ad\x00+;,'!$*()|^`{}\"<>",
+        *("%2e", "%2E%2e", "%25", "%7e", "%2F", "%3f", "%23", "/./", "/../", "%C3%A9", "%c3", "%%"),
+    ]
+)
+_ANY_START = st.sampled_from(
+    [
+        "https://example.com",
+        "HTTP://www.Example.co.uk:80",
+        "https://bücher.de:443",
+        "http://x.zip:8080",
+        "www.www.a.dev",
+    ]
+)
+
+
+@PROPERTY_SETTINGS
+@given(_ANY_START, st.lists(_ANY_TAIL, max_size=25).map("".join))
+def test_any_accepted_tail_is_a_fixed_point(start: str, tail: str) -> None:
+    """Odd characters, broken escapes and dot segments after a valid start: accepted once, stable."""
+    try:
+        once = normalise_target(start + tail)
+    except ValueError:
+        return
+    assert normalise_target(once) == once
+
+
 _UNRESERVED = "abcXYZ019-._~"
 
 
