@@ -423,3 +423,17 @@ def test_a_5_mb_entry_is_not_echoed_whole_in_the_error() -> None:
     assert "(5000002 characters)" in message  # the repr's length: the value and its quotes
     assert [position for position, _, _ in info.value.errors] == [1, 2]
     assert info.value.errors[1][1] == "y" * 5_000_000 + ".com/page"  # the value itself is kept
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(targets(), min_size=1, max_size=8))
+def test_a_handed_over_target_set_normalises_to_itself(raw: list[str]) -> None:
+    """Issue 10: the sensor hands normalised targets to its trigger, which normalises them again:
+    both must key the baseline alike (no second form, no input recorded twice)."""
+    try:
+        first = normalise_targets(raw)
+    except InvalidTargetsError:
+        return
+    again = normalise_targets(first.targets)
+    assert again.targets == first.targets
+    assert again.inputs == {}  # every target is already its own input
