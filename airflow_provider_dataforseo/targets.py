@@ -1,6 +1,7 @@
-"""Targets: normalise, validate, de-duplicate, and plan them into request chunks.
+"""Targets: the one normal form, validation, de-duplication, and main domains.
 
-Reading them from lists, text, files and sitemaps is :mod:`airflow_provider_dataforseo.sources`'.
+Reading them from lists, text, files and sitemaps is :mod:`airflow_provider_dataforseo.sources`';
+planning them into requests, :mod:`airflow_provider_dataforseo.chunks`'.
 
 Pure module: no Airflow import, no network. The rules come from the endpoint's doc
 (``https://docs.dataforseo.com/v3/backlinks/bulk_pages_summary/live/``, field ``targets``):
@@ -442,7 +443,7 @@ def normalise_distinct(values: Iterable[object]) -> tuple[list[str], dict[str, l
 def normalise_targets(values: Iterable[object]) -> TargetSet:
     """Normalise, validate and de-duplicate targets, keeping first-seen order.
 
-    :param values: raw entries (see :func:`coerce_targets`).
+    :param values: raw entries (see :func:`airflow_provider_dataforseo.sources.coerce_targets`).
     :return: the :class:`TargetSet` (its ``inputs`` lists only the targets given in another form
         or more than once).
     :raises InvalidTargetsError: listing EVERY bad entry with its position and reason; also when
