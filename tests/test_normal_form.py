@@ -7,6 +7,7 @@ that the fast path for already-normal URLs gives what the full path gives.
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,14 @@ import requests
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_dataforseo.emulator.faults import respell_url
+from airflow_provider_dataforseo.emulator.faults import (
+    FaultConfig,
+    FaultConfigError,
+    add_cli_arguments,
+    config_from_args,
+    describe,
+    respell_url,
+)
 from airflow_provider_dataforseo.exceptions import InvalidTargetsError
 from airflow_provider_dataforseo.fetch import ChunkOutcome, fetch_chunk
 from airflow_provider_dataforseo.hooks.dataforseo import DataForSeoHook
@@ -437,3 +445,17 @@ def test_a_handed_over_target_set_normalises_to_itself(raw: list[str]) -> None:
     again = normalise_targets(first.targets)
     assert again.targets == first.targets
     assert again.inputs == {}  # every target is already its own input
+
+
+def test_the_emulator_setting_respell_urls_round_trips_and_is_checked() -> None:
+    config = FaultConfig.from_json({"respell_urls": True})
+    assert config.active and config.respell_urls
+    assert FaultConfig.from_json(config.to_json()) == config
+    assert "respell_urls" not in FaultConfig().to_json()  # off: the JSON is as before
+    with pytest.raises(FaultConfigError, match="respell_urls must be true or false"):
+        FaultConfig.from_json({"respell_urls": "yes"})
+    parser = argparse.ArgumentParser()
+    add_cli_arguments(parser)
+    from_cli = config_from_args(parser.parse_args(["--respell-urls"]))
+    assert from_cli is not None and from_cli.respell_urls
+    assert "item urls respelled" in describe(from_cli)
