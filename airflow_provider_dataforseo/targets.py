@@ -110,6 +110,9 @@ _FILE_EXTENSIONS = frozenset(
         *("webp", "ico", "js", "mjs", "css"),
     }
 )
+#: Top-level domains reserved for documentation (RFC 2606 s.2): in no Public Suffix List rule, yet
+#: accepted, so examples, fixtures and the emulator can use made-up sites such as ``shop.example``.
+_DOCUMENTATION_TLDS = frozenset({"example"})
 #: Characters of a value quoted in an error message (longer values are cut, see :func:`shorten`).
 MAX_SHOWN_LENGTH = 200
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -142,7 +145,7 @@ def _unknown_suffix_reason(host: str) -> str:
             "to read targets from a file, pass its URI as targets, e.g. 'file:///data/targets.txt'"
         )
     return (
-        f"unknown top-level domain '.{shorten(tld, 63)}' (not in the Public Suffix List): check the spelling"
+        f"unknown top-level domain '.{shorten(tld, 63)}' (not in the Public Suffix List): check its spelling"
     )
 
 
@@ -176,8 +179,9 @@ def _normalise_host(host: str) -> str:
         raise _TargetRejected("invalid top-level domain")
     # one look-up on the way through: None for a public suffix itself and for an unknown ending
     # (one the list's '*' default rule would accept: targets.txt, index.html)
-    if _PSL_ICANN.privatesuffix(host, accept_unknown=False) is None:
-        if _PSL_ICANN.publicsuffix(host, accept_unknown=False) is None:
+    documentation = labels[-1] in _DOCUMENTATION_TLDS
+    if _PSL_ICANN.privatesuffix(host, accept_unknown=documentation) is None:
+        if _PSL_ICANN.publicsuffix(host, accept_unknown=documentation) is None:
             raise _TargetRejected(_unknown_suffix_reason(host))
         raise _TargetRejected(f"{host!r} is a public suffix, not a domain")
     return host

@@ -73,6 +73,9 @@ SAME_FORM = {
     "my.zip": "my.zip",
     "web.dev": "web.dev",
     "https://www.example.zip/": "https://www.example.zip/",
+    # the documentation TLD (RFC 2606), which the fixtures and examples use, though in no PSL rule
+    "https://www.plumber.example/": "https://www.plumber.example/",
+    "www.shop.example": "shop.example",
 }
 
 
@@ -101,6 +104,7 @@ REFUSED = {
     "sitemap.xml": "looks like a file name, not a domain ('.xml' is no top-level domain)",
     "https://sitemap.xml/": "looks like a file name",
     "shop.example.notatld": "unknown top-level domain '.notatld'",
+    "intranet.test": "unknown top-level domain '.test'",
     # hints that make sense
     "/tmp/x": "looks like a file path, not a target: to read targets from a file, pass its URI as targets, "
     "e.g. 'file:///tmp/x'",
