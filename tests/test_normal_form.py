@@ -463,3 +463,17 @@ def test_the_emulator_setting_respell_urls_round_trips_and_is_checked() -> None:
     from_cli = config_from_args(parser.parse_args(["--respell-urls"]))
     assert from_cli is not None and from_cli.respell_urls
     assert "item urls respelled" in describe(from_cli)
+
+
+def test_sensor_and_trigger_key_the_same_baseline() -> None:
+    """Issue 10: the sensor normalised www.www.example.com to www.example.com and the trigger that to
+    example.com, so they keyed different baselines and alerted the same changes on every run."""
+    from airflow_provider_dataforseo.baseline import baseline_key
+    from airflow_provider_dataforseo.operators.bulk_pages_summary import read_targets
+
+    raw = ["www.www.example.com", "https://example.com/café\u200b", "https://example.com/%7Euser"]
+    sensor_side = read_targets(raw)  # BacklinksChangeSensor._target_set
+    trigger_side = read_targets(list(sensor_side.targets))  # what it hands the trigger, read again
+    assert trigger_side.targets == sensor_side.targets
+    fields = ["lost_date", "broken_backlinks"]
+    assert baseline_key(trigger_side.targets, fields, True) == baseline_key(sensor_side.targets, fields, True)
