@@ -314,6 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1
         )
     )
+    import gc
+
+    gc.freeze()  # the warmed caches (millions of objects) are not walked by each collection
     print(f"READY {url}", flush=True)
     server.run(sockets=[sock])
     return 0

@@ -376,7 +376,9 @@ def _run_child(
     after = emulator.cpu_times()
     if done.returncode != 0:
         raise RuntimeError(f"{method} n={n} {shape} failed:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    # the child's measurement is its last JSON line (py-spy, when it samples, prints after it)
+    line = [line for line in done.stdout.splitlines() if line.startswith("{")][-1]
+    result: dict[str, Any] = json.loads(line)
     result["emulator_cpu_s"] = (after.user - before.user) + (after.system - before.system)
     if profile is not None:
         result["profile"] = str(profile)
@@ -416,10 +418,12 @@ def profile_top(path: Path, limit: int = 15) -> str:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
+        if not any(f"_run_{method} (" in stack for method in METHODS) and "_worker (concurrent/futures/thread.py" not in stack:
+            continue  # outside the measured run: imports, the dataset, counting rows
         frames = [
             frame.split(" (")[0] + " (" + frame.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] + ")"
-            for frame in stack.split(";")[1:]
-        ]  # the first frame is the thread
+            for frame in stack.split(";")
+        ]
         if not frames:
             continue
         samples += count
@@ -427,7 +431,7 @@ def profile_top(path: Path, limit: int = 15) -> str:
         for frame in set(frames):
             anywhere[frame] += count
     lines = [
-        f"{samples} samples (every thread, idle waits included)",
+        f"{samples} samples of the measured run (every thread, waits on sockets included)",
         "",
         "| self % | total % | function (file) |",
         "|---:|---:|---|",
