@@ -11,7 +11,8 @@ items, gzip) with three semantics-preserving changes:
    the emulator reports ready, and stored as pre-encoded JSON (``msgspec.Raw``);
 2. replies are encoded with ``msgspec`` instead of the standard ``json`` module;
 3. ``is_valid_target``, the sort key of items and each target's main domain (for the
-   100-main-domain check) are memoised per target string;
+   100-main-domain check) are memoised per target string, and the check of a request's
+   ``targets`` per target list;
 4. replies rendered ahead: the requests of every method are known before the timed runs
    (:func:`benchmarks.run.method_chunks`), so the warm-up renders each request's items as JSON and
    gzips them, keyed by the request body's targets and options. A reply to such a request is then
@@ -151,8 +152,11 @@ def build_app(
         as_of: Any = None,
     ) -> list[Any]:
         targets = list(targets)
-        ahead = _AHEAD_ITEMS.get(_ahead_key(targets, include_subdomains, rank_scale, as_of))
+        on_epoch = as_of is None or (epoch is not None and as_of <= epoch.date())
+        key = _ahead_key(targets, include_subdomains, rank_scale, None if on_epoch else as_of)
+        ahead = _AHEAD_ITEMS.get(key)
         if ahead is not None:
+            _AHEAD_HITS.append(1)
             return ahead
         items = []
         for target in sorted(dict.fromkeys(targets), key=order_key):
@@ -185,6 +189,18 @@ def build_app(
             domains.add(domain)
         return len(domains)
 
+    original_targets_error = app_module._targets_error
+    targets_errors: dict[tuple[str, ...], str | None] = {}
+
+    def targets_error(targets: object) -> str | None:
+        if not isinstance(targets, list) or not all(isinstance(target, str) for target in targets):
+            return original_targets_error(targets)
+        key = tuple(targets)
+        known = targets_errors.get(key, _MISSING)
+        if known is _MISSING:
+            known = targets_errors[key] = original_targets_error(targets)
+        return known  # type: ignore[return-value]
+
     original_compress = app_module.compress_reply
 
     def compress_reply(request: Request, reply: Response) -> Response:
@@ -205,6 +221,7 @@ def build_app(
     setattr(app_module, "count_main_domains", count_main_domains)  # noqa: B010
     setattr(app_module, "JSONResponse", _MsgspecJSONResponse)  # noqa: B010
     setattr(app_module, "compress_reply", compress_reply)  # noqa: B010
+    setattr(app_module, "_targets_error", targets_error)  # noqa: B010
 
     warm_list = list(warm)
     for target in warm_list:
@@ -230,6 +247,7 @@ def build_app(
         items_json = msgspec.json.encode(list(items))
         _AHEAD[key] = (items_json, gzip.compress(items_json, compresslevel=app_module.GZIP_LEVEL))
         _AHEAD_ITEMS[key] = items
+        targets_error(chunk)
     app = app_module.create_app(
         EmulatorConfig(balance_usd=balance, latency_seconds=latency, max_simultaneous=max_simultaneous)
     )
@@ -240,6 +258,8 @@ def build_app(
 
 #: key -> the items rendered ahead, as summary_items returns them
 _AHEAD_ITEMS: dict[tuple[Any, ...], _AheadItems] = {}
+#: one entry per request answered with items rendered ahead (the self-check counts them)
+_AHEAD_HITS: list[int] = []
 
 
 def _check_ahead(app: FastAPI, chunk: list[str]) -> None:
@@ -250,24 +270,28 @@ def _check_ahead(app: FastAPI, chunk: list[str]) -> None:
     from starlette.testclient import TestClient
 
     body = [{"targets": chunk, "include_subdomains": True}]
+    hits = len(_AHEAD_HITS)
+    path = "/v3/backlinks/bulk_pages_summary/live"
+    auth = ("emulator", "emulator")
     with TestClient(app) as client:
-        ahead = client.post("/v3/backlinks/bulk_pages_summary/live", json=body, auth=("emulator", "emulator"))
+        # the raw bytes: httpx (the test client) reads only the first gzip member, urllib3 all
+        with client.stream("POST", path, json=body, auth=auth, headers={"accept-encoding": "gzip"}) as reply:
+            encoding = reply.headers.get("content-encoding")
+            ahead = msgspec.json.decode(gzip.decompress(b"".join(reply.iter_raw())))
         key = _ahead_key(chunk, True, "one_thousand", None)
         saved = _AHEAD_ITEMS.pop(key)
         try:
-            own = client.post(
-                "/v3/backlinks/bulk_pages_summary/live", json=body, auth=("emulator", "emulator")
-            )
+            own = client.post(path, json=body, auth=auth).json()
         finally:
             _AHEAD_ITEMS[key] = saved
-    if ahead.headers.get("content-encoding") != "gzip":
-        raise RuntimeError("the reply rendered ahead was not gzipped")
+    if len(_AHEAD_HITS) != hits + 1 or encoding != "gzip":
+        raise RuntimeError("the request was not answered from its gzipped reply rendered ahead")
 
     def comparable(payload: dict[str, Any]) -> dict[str, Any]:
         task = payload["tasks"][0]
         return {**payload, "time": None, "tasks": [{**task, "id": None, "time": None}]}
 
-    if comparable(ahead.json()) != comparable(own.json()):
+    if comparable(ahead) != comparable(own):
         raise RuntimeError("a reply rendered ahead differs from the app's own reply")
 
 

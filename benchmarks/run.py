@@ -418,7 +418,10 @@ def profile_top(path: Path, limit: int = 15) -> str:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        if not any(f"_run_{method} (" in stack for method in METHODS) and "_worker (concurrent/futures/thread.py" not in stack:
+        if (
+            not any(f"_run_{method} (" in stack for method in METHODS)
+            and "_worker (concurrent/futures/thread.py" not in stack
+        ):
             continue  # outside the measured run: imports, the dataset, counting rows
         frames = [
             frame.split(" (")[0] + " (" + frame.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] + ")"
