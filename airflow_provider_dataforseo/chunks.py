@@ -344,20 +344,17 @@ def _pack_full_chunks(
 ) -> list[list[Piece]] | None:
     """Packing 4 of the module doc: e chunks of D whole groups, then balanced splitting, or ``None``."""
     alive = sorted((sizes[group], group) for group in order)
-    rest = sum(sizes)
+    pieces = sum(-(-size // max_targets) for size in sizes)
     bins: list[list[Piece]] = []
     r = k
-    while r > 1:
-        pieces = sum(-(-s // max_targets) for s, _ in alive)
-        if pieces <= r * (max_main_domains - 1) + 1:
-            break
+    while r > 1 and pieces > r * (max_main_domains - 1) + 1:
         chosen = _full_chunk(alive, max_targets, max_main_domains)
         if chosen is None:
             return None
         bins.append([(alive[i][1], 0, alive[i][0]) for i in chosen])
-        rest -= sum(alive[i][0] for i in chosen)
-        for i in sorted(chosen, reverse=True):
-            del alive[i]
+        pieces -= len(chosen)  # whole groups of at most T targets: one piece each
+        taken = set(chosen)
+        alive = [entry for i, entry in enumerate(alive) if i not in taken]
         r -= 1
     left = [group for _, group in sorted(alive, key=lambda entry: (-entry[0], entry[1]))]
     tail = _pack_balanced(left, sizes, r, max_targets, max_main_domains)
