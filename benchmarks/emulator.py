@@ -16,8 +16,11 @@ items, gzip) with three semantics-preserving changes:
 4. replies rendered ahead: the requests of every method are known before the timed runs
    (:func:`benchmarks.run.method_chunks`), so the warm-up renders each request's items as JSON and
    gzips them, keyed by the request body's targets and options. A reply to such a request is then
-   the envelope around them, sent as a gzip stream of three members (the envelope's head, the
-   items rendered ahead, its tail: RFC 1952 allows several members, and urllib3 reads them all),
+   the envelope around them, sent as ONE gzip member whose deflate stream is three pieces: the
+   envelope's head and tail compressed per request, the items compressed ahead (each piece ends
+   on a byte boundary, RFC 1951 sync flush; the CRC-32 is computed per request, ~0.5 ms). (Three
+   gzip members would be valid RFC 1952 too, but urllib3 2.x mis-decodes some member
+   boundaries.)
    so the emulator's CPU per request is negligible and its core does not set the pace. Every
    other request (a refused slice, a fault) goes the app's own way.
 
@@ -35,7 +38,9 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import struct
 import sys
+import zlib
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +67,7 @@ class _AheadItems(list[Any]):
     key: tuple[Any, ...]
 
 
-#: key -> (the items' JSON, the same gzipped as one member)
+#: key -> (the items' JSON, the same as raw deflate ending in a sync flush)
 _AHEAD: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
 
 
@@ -73,6 +78,7 @@ class _MsgspecJSONResponse(JSONResponse):
     """
 
     gzip_parts: tuple[bytes, bytes, bytes] | None = None
+    items_key: tuple[Any, ...] = ()
 
     def render(self, content: Any) -> bytes:
         items = _ahead_items(content)
@@ -84,9 +90,32 @@ class _MsgspecJSONResponse(JSONResponse):
             head, tail = msgspec.json.encode(content).split(_ITEMS_MARK)
         finally:
             result["items"] = items
-        items_json, items_gz = _AHEAD[items.key]
-        self.gzip_parts = (head, items_gz, tail)
+        items_json, items_deflate = _AHEAD[items.key]
+        self.gzip_parts = (head, items_deflate, tail)
+        self.items_key = items.key
         return head + items_json + tail
+
+
+#: gzip member header: deflate, no flags, no mtime, unknown OS (RFC 1952)
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+
+def _deflate(data: bytes, *, final: bool) -> bytes:
+    """Raw deflate of ``data`` at the app's gzip level; a sync flush (byte-aligned, the stream goes
+    on) unless ``final``."""
+    compressor = zlib.compressobj(_gzip_level(), zlib.DEFLATED, -zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH)
+
+
+def _gzip_level() -> int:
+    from airflow_provider_dataforseo.emulator.app import GZIP_LEVEL
+
+    return GZIP_LEVEL
+
+
+def _ahead_items_key(reply: Any) -> tuple[Any, ...]:
+    key: tuple[Any, ...] = reply.items_key
+    return key
 
 
 def _ahead_items(content: Any) -> _AheadItems | None:
@@ -207,12 +236,22 @@ def build_app(
         parts = getattr(reply, "gzip_parts", None)
         if parts is None or "gzip" not in request.headers.get("accept-encoding", ""):
             return original_compress(request, reply)
-        head, items_gz, tail = parts
-        level = app_module.GZIP_LEVEL
+        head, items_deflate, tail = parts
+        items_json = _AHEAD[_ahead_items_key(reply)][0]
         headers = {k: v for k, v in reply.headers.items() if k != "content-length"}
         headers["content-encoding"] = "gzip"
         headers["vary"] = "Accept-Encoding"
-        body = gzip.compress(head, compresslevel=level) + items_gz + gzip.compress(tail, compresslevel=level)
+        crc = zlib.crc32(tail, zlib.crc32(items_json, zlib.crc32(head)))
+        size = len(head) + len(items_json) + len(tail)
+        body = b"".join(
+            (
+                _GZIP_HEADER,
+                _deflate(head, final=False),
+                items_deflate,
+                _deflate(tail, final=True),
+                struct.pack("<II", crc, size & 0xFFFFFFFF),
+            )
+        )
         return Response(content=body, status_code=reply.status_code, headers=headers)
 
     # patched by name: app.py looks these up at call time
@@ -245,7 +284,7 @@ def build_app(
         items = _AheadItems(summary_items(chunk))
         items.key = key
         items_json = msgspec.json.encode(list(items))
-        _AHEAD[key] = (items_json, gzip.compress(items_json, compresslevel=app_module.GZIP_LEVEL))
+        _AHEAD[key] = (items_json, _deflate(items_json, final=False))
         _AHEAD_ITEMS[key] = items
         targets_error(chunk)
     app = app_module.create_app(
