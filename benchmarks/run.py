@@ -370,9 +370,11 @@ def _run_child(
             *command,
         ]
     before = emulator.cpu_times()
+    cores_before, children_before, wall_before = _cpu_busy_s(), _children_cpu_s(), time.perf_counter()
     done = subprocess.run(
         command, cwd=REPO, capture_output=True, text=True, check=False, preexec_fn=_pin(args.cores[1])
     )
+    cores_after, children_after, wall_after = _cpu_busy_s(), _children_cpu_s(), time.perf_counter()
     after = emulator.cpu_times()
     if done.returncode != 0:
         raise RuntimeError(f"{method} n={n} {shape} failed:\n{done.stderr[-3000:]}")
@@ -380,9 +382,39 @@ def _run_child(
     line = [line for line in done.stdout.splitlines() if line.startswith("{")][-1]
     result: dict[str, Any] = json.loads(line)
     result["emulator_cpu_s"] = (after.user - before.user) + (after.system - before.system)
+    # what other processes used of the two cores while the child ran (the machine may be shared)
+    wall = wall_after - wall_before
+    ours_by_core = {args.cores[0]: result["emulator_cpu_s"], args.cores[1]: children_after - children_before}
+    result["others_share"] = {
+        str(core): max(0.0, cores_after[core] - cores_before[core] - ours_by_core[core]) / wall
+        for core in ours_by_core
+        if core is not None and core in cores_before and wall > 0
+    }
     if profile is not None:
         result["profile"] = str(profile)
     return result
+
+
+def _cpu_busy_s() -> dict[int, float]:
+    """Per CPU: seconds busy since boot (``/proc/stat``: all but idle and iowait); {} elsewhere."""
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    busy = {}
+    for line in lines:
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit():
+            values = [int(value) for value in fields[:8]]
+            busy[int(name[3:])] = (sum(values) - values[3] - values[4]) / ticks
+    return busy
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _pin(core: int | None) -> Callable[[], None] | None:
@@ -528,6 +560,9 @@ def _tables(
 #: The emulator's share of its core during a run's request phase above which the run measures the
 #: emulator, not the client: its goals get no verdict.
 SATURATED = 0.8
+#: The share of a pinned core that other processes may use during a run (a shared machine) before
+#: its goals get no verdict.
+OTHERS = 0.10
 
 
 def _busy(r: dict[str, Any]) -> float:
@@ -538,8 +573,26 @@ def _busy(r: dict[str, Any]) -> float:
 
 def _verdict(ok: bool, saturated: list[str]) -> str:
     if saturated:
-        return f"no verdict: the emulator's core was saturated ({', '.join(saturated)})"
+        return f"no verdict: {'; '.join(saturated)}"
     return "ok" if ok else "MISSED"
+
+
+def _contended(runs: list[dict[str, Any]]) -> list[str]:
+    """Why these runs' timings say nothing about the client: the emulator's core saturated, or
+    other processes on the pinned cores (a shared machine)."""
+    out = [
+        f"the emulator's core was saturated ({r['method']} {100 * _busy(r):.0f}%)"
+        for r in runs
+        if _busy(r) > SATURATED
+    ]
+    worst: dict[str, float] = {}
+    for r in runs:
+        for core, share in r.get("others_share", {}).items():
+            worst[core] = max(worst.get(core, 0.0), share)
+    crowded = [f"{100 * share:.0f}% of CPU {core}" for core, share in sorted(worst.items()) if share > OTHERS]
+    if crowded:
+        out.append(f"other processes used up to {' and '.join(crowded)}")
+    return out
 
 
 def _goals(
@@ -561,13 +614,21 @@ def _goals(
         bare = by_key.get((n, shape, "bare"))
         a = by_key.get((n, shape, "seq1000"))
         runs = [r for r in (ours, bare) if r is not None]
-        saturated = [f"{r['method']} {100 * _busy(r):.0f}%" for r in runs if _busy(r) > SATURATED]
+        saturated = _contended(runs + ([a] if a else []))
         out.append(
             "  CPU: client "
             + ", ".join(f"{r['method']} {r['cpu_s']:.2f} s" for r in runs)
             + "; emulator "
             + ", ".join(
                 f"{r['method']} {r['emulator_cpu_s']:.2f} s ({100 * _busy(r):.0f}% of its core)" for r in runs
+            )
+            + "; other processes "
+            + ", ".join(
+                f"{r['method']} "
+                + "/".join(f"{100 * share:.0f}%" for share in r.get("others_share", {}).values())
+                + " of CPUs "
+                + "/".join(r.get("others_share", {}))
+                for r in runs
             )
         )
         bound = _bound(ours, latency)
