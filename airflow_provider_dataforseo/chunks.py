@@ -11,15 +11,17 @@ more than T targets). No plan has fewer than ``k = max(ceil(n/T), ceil(p/D))`` r
 bound, :func:`lower_bound` at the API's limits). :func:`plan_chunks` tries k, then k+1, ... and
 returns the first plan that one of these finds (cheapest first):
 
-1. worst-fit decreasing with splitting, 2. round robin, 3. balanced splitting (the fast packings:
-   3 always succeeds when ``n <= k*T`` and ``p <= k*(D-1) + 1``, see :func:`_pack_balanced`);
+1. worst-fit decreasing with splitting;
+2. round robin;
+3. balanced splitting, which always succeeds when ``n <= k*T`` and ``p <= k*(D-1) + 1`` (proof
+   at ``_pack_balanced``);
 4. full chunks, only in the narrow band ``k*(D-1) + 1 < p <= k*D`` where splits are scarce: with
    ``e = p - k*(D-1) - 1``, e chunks of D whole main domains, the rest to 3 (which then has its
    guarantee's room). Two ways to pick them: greedily, each as full as a window of smallest and
-   largest main domains plus one-for-one upgrades makes it (:func:`_pack_full_chunks`); or one
+   largest main domains plus one-for-one upgrades makes it (``_pack_full_chunks``); or one
    window of e*D consecutive sizes dealt largest first to the lightest chunk, then swaps
-   (:func:`_pack_dealt`);
-5. an exhaustive search (:func:`_search`), complete but capped at :data:`SEARCH_BUDGET` units of
+   (``_pack_dealt``);
+5. an exhaustive search (``_search``), complete but capped at :data:`SEARCH_BUDGET` units of
    work per plan size (a candidate chunk costs the number of distinct sizes left). It picks one
    chunk at a time among the chunks that are full (D pieces, or T targets with at most one piece
    of a main domain that goes on to later chunks, or all that is left), memoising the multisets
@@ -371,7 +373,7 @@ def _pack_dealt(
     With ``r = k - e`` chunks left for balanced splitting, the e full chunks must hold at least
     ``n - r*T`` targets and each at most T. The e*D groups are a window of consecutive sizes
     (ascending order), the highest whose sum is at most e*T, dealt to the e chunks by
-    :func:`_deal`; lower windows are tried while that fails (at most 64 windows).
+    ``_deal``; lower windows are tried while that fails (at most 64 windows).
     """
     n = sum(sizes)
     pieces = sum(-(-size // max_targets) for size in sizes)
