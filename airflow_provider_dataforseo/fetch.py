@@ -261,89 +261,192 @@ def fetch_bulk_pages_summary(
     """
     if max_active_requests < 1:
         raise ValueError(f"max_active_requests must be at least 1, got {max_active_requests!r}")
-    stored = {index: outcome for index, outcome in (done or {}).items() if 0 <= index < len(chunks)}
-    summary = FetchSummary(targets=len(target_set), planned_requests=len(chunks))
-    for index in sorted(stored):
-        if not stored[index].pending:
-            summary.add(stored[index])
-    todo = [index for index in range(len(chunks)) if index not in stored or stored[index].pending]
-    budget = CostBudget(max_cost_usd, spent_usd=sum(outcome.cost_usd for outcome in stored.values()))
-    to_send = sum(len(stored[i].pending) if i in stored else len(chunks[i]) for i in todo)
-    estimate = estimate_cost_usd(len(todo), to_send)
-    if budget.would_exceed(estimate):
-        raise CostLimitExceededError(
-            max_cost_usd=budget.max_cost_usd or 0.0,
-            spent_usd=budget.spent_usd,
-            reserved_usd=0.0,
-            needed_usd=estimate,
-            what=f"the plan of {len(todo)} requests for {to_send} targets "
-            "(requests x 0.02 USD + targets x 0.00003 USD)",
-        )
-    if stored:
-        log.info(
-            "Resuming: %d of %d chunks were stored by an earlier try (%.5f USD spent); fetching %d "
-            "targets in %d chunks",
-            len(stored),
-            len(chunks),
-            budget.spent_usd,
-            to_send,
-            len(todo),
-        )
-    first_error: BaseException | None = None
-    running: dict[Future[ChunkOutcome], int] = {}
-    to_hand_over: deque[tuple[Future[ChunkOutcome], int]] = deque()
-    position = 0
-    stopping = False
-    pool = ThreadPoolExecutor(max_workers=max_active_requests, thread_name_prefix="dataforseo")
+    run = FetchRun(
+        target_set,
+        chunks,
+        post,
+        sink,
+        max_active_requests=max_active_requests,
+        done=done,
+        on_chunk=on_chunk,
+        max_cost_usd=max_cost_usd,
+        max_bisection_requests=max_bisection_requests,
+        max_incomplete_retries=max_incomplete_retries,
+        interrupt_grace_seconds=interrupt_grace_seconds,
+        on_interrupt=on_interrupt,
+    )
+    return run.run()
 
-    def top_up() -> None:
-        nonlocal position
+
+class FetchRun:
+    """The state of one :func:`fetch_bulk_pages_summary` call, one method per step.
+
+    :meth:`check_estimate` refuses a plan over the cap before anything is sent; :meth:`start`
+    fills the free request slots with chunks; :meth:`hand_over` stores one finished chunk;
+    :meth:`stop` ends an interrupted run (store what arrives within the grace period, drop the
+    rest); :meth:`run` drives them. Arguments as :func:`fetch_bulk_pages_summary`.
+    """
+
+    def __init__(
+        self,
+        target_set: TargetSet,
+        chunks: Sequence[list[str]],
+        post: PostChunk,
+        sink: Sink,
+        *,
+        max_active_requests: int,
+        done: Mapping[int, ChunkOutcome] | None = None,
+        on_chunk: Callable[[ChunkOutcome], None] | None = None,
+        max_cost_usd: float | None = None,
+        max_bisection_requests: int = DEFAULT_MAX_BISECTION_REQUESTS,
+        max_incomplete_retries: int = DEFAULT_MAX_INCOMPLETE_RETRIES,
+        interrupt_grace_seconds: float = DEFAULT_INTERRUPT_GRACE_SECONDS,
+        on_interrupt: Callable[[], None] | None = None,
+    ) -> None:
+        self.target_set = target_set
+        self.chunks = chunks
+        self.post = post
+        self.sink = sink
+        self.max_active_requests = max_active_requests
+        self.on_chunk = on_chunk
+        self.max_bisection_requests = max_bisection_requests
+        self.max_incomplete_retries = max_incomplete_retries
+        self.interrupt_grace_seconds = interrupt_grace_seconds
+        self.on_interrupt = on_interrupt
+        self.stored = {index: outcome for index, outcome in (done or {}).items() if 0 <= index < len(chunks)}
+        self.summary = FetchSummary(targets=len(target_set), planned_requests=len(chunks))
+        for index in sorted(self.stored):
+            if not self.stored[index].pending:
+                self.summary.add(self.stored[index])
+        self.todo = [
+            index for index in range(len(chunks)) if index not in self.stored or self.stored[index].pending
+        ]
+        self.budget = CostBudget(
+            max_cost_usd, spent_usd=sum(outcome.cost_usd for outcome in self.stored.values())
+        )
+        self.first_error: BaseException | None = None
+        self.running: dict[Future[ChunkOutcome], int] = {}
+        self.to_hand_over: deque[tuple[Future[ChunkOutcome], int]] = deque()
+        self.position = 0
+        self.stopping = False
+        self.pool: ThreadPoolExecutor | None = None
+
+    def check_estimate(self) -> None:
+        """Refuse the plan before anything is sent when its estimate does not fit the cap.
+
+        :raises CostLimitExceededError: naming the plan and its estimate.
+        """
+        stored, chunks, todo, budget = self.stored, self.chunks, self.todo, self.budget
+        to_send = sum(len(stored[i].pending) if i in stored else len(chunks[i]) for i in todo)
+        estimate = estimate_cost_usd(len(todo), to_send)
+        if budget.would_exceed(estimate):
+            raise CostLimitExceededError(
+                max_cost_usd=budget.max_cost_usd or 0.0,
+                spent_usd=budget.spent_usd,
+                reserved_usd=0.0,
+                needed_usd=estimate,
+                what=f"the plan of {len(todo)} requests for {to_send} targets "
+                "(requests x 0.02 USD + targets x 0.00003 USD)",
+            )
+        if stored:
+            log.info(
+                "Resuming: %d of %d chunks were stored by an earlier try (%.5f USD spent); fetching %d "
+                "targets in %d chunks",
+                len(stored),
+                len(chunks),
+                budget.spent_usd,
+                to_send,
+                len(todo),
+            )
+
+    def run(self) -> FetchSummary:
+        """Fetch every chunk still to do; return the summary or raise the first error."""
+        self.check_estimate()
+        self.pool = ThreadPoolExecutor(max_workers=self.max_active_requests, thread_name_prefix="dataforseo")
+        try:
+            self.start()
+            while self.running:
+                self.collect()
+        except BaseException:
+            # Interrupted in this thread (Airflow's execution_timeout raises here): nothing new
+            # starts, and replies already paid for are still stored if they arrive within the grace
+            # period, so that a retry does not pay for them again.
+            self.stop()
+            raise
+        self.pool.shutdown(wait=True)
+        self.summary.missing_targets = _in_input_order(self.summary.missing_targets, self.target_set.targets)
+        self.summary.rejected_targets = _in_input_order(
+            self.summary.rejected_targets, self.target_set.targets
+        )
+        if self.first_error is not None:
+            raise self.first_error
+        return self.summary
+
+    def start(self) -> None:
+        """Start chunks until every request slot is busy (none after an error or interruption)."""
+        assert self.pool is not None
         while (
-            not stopping
-            and first_error is None
-            and position < len(todo)
-            and len(running) < max_active_requests
+            not self.stopping
+            and self.first_error is None
+            and self.position < len(self.todo)
+            and len(self.running) < self.max_active_requests
         ):
-            index = todo[position]
-            position += 1
-            future = pool.submit(
+            index = self.todo[self.position]
+            self.position += 1
+            future = self.pool.submit(
                 fetch_chunk,
                 index,
-                chunks[index],
-                post,
-                target_set,
-                budget=budget,
-                max_bisection_requests=max_bisection_requests,
-                max_incomplete_retries=max_incomplete_retries,
-                resume=stored.get(index),
+                self.chunks[index],
+                self.post,
+                self.target_set,
+                budget=self.budget,
+                max_bisection_requests=self.max_bisection_requests,
+                max_incomplete_retries=self.max_incomplete_retries,
+                resume=self.stored.get(index),
             )
-            running[future] = index
+            self.running[future] = index
 
-    def hand_over(future: Future[ChunkOutcome], index: int) -> None:
+    def collect(self) -> None:
+        """Wait for chunks to finish, refill their slots, then hand their rows over."""
+        completed, _ = wait(self.running, return_when=FIRST_COMPLETED)
+        finished = [(future, self.running.pop(future)) for future in completed]
+        # errors first (no new chunk starts after one), then the freed slots are refilled
+        # BEFORE the finished replies are written, so requests stay in flight meanwhile
+        for future, _index in finished:
+            error = future.exception()
+            if error is not None and self.first_error is None:
+                self.first_error = error.cause if isinstance(error, ChunkInterrupted) else error
+        self.to_hand_over.extend(finished)
+        self.start()
+        while self.to_hand_over:
+            self.hand_over(*self.to_hand_over.popleft())
+
+    def hand_over(self, future: Future[ChunkOutcome], index: int) -> None:
+        """Store one finished chunk: rows to ``sink``, outcome to ``on_chunk``, totals to the summary."""
         error = future.exception()
         if isinstance(error, ChunkInterrupted):
-            if on_chunk is not None:
-                on_chunk(error.outcome)
+            if self.on_chunk is not None:
+                self.on_chunk(error.outcome)
             log.warning(
                 "Chunk %d/%d stopped with %d of its %d targets still to fetch; the rest is kept",
                 index + 1,
-                len(chunks),
+                len(self.chunks),
                 len(error.outcome.pending),
                 error.outcome.targets,
             )
             error = error.cause
         if error is not None:
-            log.error("Request %d/%d failed: %s", index + 1, len(chunks), error)
+            log.error("Request %d/%d failed: %s", index + 1, len(self.chunks), error)
             return
         outcome = future.result()
-        sink(outcome.rows)
-        if on_chunk is not None:
-            on_chunk(outcome)
-        summary.add(outcome)
+        self.sink(outcome.rows)
+        if self.on_chunk is not None:
+            self.on_chunk(outcome)
+        self.summary.add(outcome)
         log.info(
             "Request %d/%d: %d targets, %d items, cost %.5f USD (task %s)",
             index + 1,
-            len(chunks),
+            len(self.chunks),
             outcome.targets,
             outcome.items,
             outcome.cost_usd,
@@ -351,37 +454,14 @@ def fetch_bulk_pages_summary(
         )
         outcome.rows = []  # written: let them go while later chunks are still running
 
-    try:
-        top_up()
-        while running:
-            completed, _ = wait(running, return_when=FIRST_COMPLETED)
-            finished = [(future, running.pop(future)) for future in completed]
-            # errors first (no new chunk starts after one), then the freed slots are refilled
-            # BEFORE the finished replies are written, so requests stay in flight meanwhile
-            for future, _index in finished:
-                if future.exception() is not None and first_error is None:
-                    error = future.exception()
-                    first_error = error.cause if isinstance(error, ChunkInterrupted) else error
-            to_hand_over.extend(finished)
-            top_up()
-            while to_hand_over:
-                hand_over(*to_hand_over.popleft())
-    except BaseException:
-        # Interrupted in this thread (Airflow's execution_timeout raises here): nothing new
-        # starts, and replies already paid for are still stored if they arrive within the grace
-        # period, so that a retry does not pay for them again.
-        stopping = True
-        if on_interrupt is not None:
-            on_interrupt()
-        _save_what_arrives(running, to_hand_over, hand_over, interrupt_grace_seconds)
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
-    summary.missing_targets = _in_input_order(summary.missing_targets, target_set.targets)
-    summary.rejected_targets = _in_input_order(summary.rejected_targets, target_set.targets)
-    if first_error is not None:
-        raise first_error
-    return summary
+    def stop(self) -> None:
+        """After an interruption: start nothing, store what arrives within the grace period."""
+        self.stopping = True
+        if self.on_interrupt is not None:
+            self.on_interrupt()
+        _save_what_arrives(self.running, self.to_hand_over, self.hand_over, self.interrupt_grace_seconds)
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _save_what_arrives(
