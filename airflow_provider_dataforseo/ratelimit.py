@@ -288,6 +288,10 @@ class CostBudget:
     reported cost (:meth:`settle`), or dropped when nothing was charged (:meth:`release`).
     Amounts are kept in 1e-5 USD, the price's precision, so sums are exact.
 
+    The plan comes first: :meth:`set_aside` keeps the planned requests' estimate out of reach of
+    other requests (those isolating refused targets, follow-ups), which may only spend what the
+    limit leaves beside it; a planned request draws its reservation from that share.
+
     :param max_cost_usd: the limit, USD (> 0), or ``None`` for no limit (the spend is still
         counted).
     :param spent_usd: already spent (e.g. by finished chunks of an earlier try), USD.
@@ -300,6 +304,7 @@ class CostBudget:
         self._lock = threading.Lock()
         self._spent = _usd_units(spent_usd)
         self._reserved = 0
+        self._planned = 0  # set aside for planned requests not sent yet
 
     @property
     def spent_usd(self) -> float:
@@ -320,24 +325,41 @@ class CostBudget:
                 self._spent + self._reserved + _usd_units(amount_usd) > self._max_units
             )
 
-    def reserve(self, upper_usd: float, what: str) -> Reservation:
+    def set_aside(self, planned_usd: float) -> None:
+        """Keep ``planned_usd`` (the plan's estimate, USD) for the planned requests only."""
+        with self._lock:
+            self._planned = _usd_units(planned_usd)
+
+    @property
+    def planned_usd(self) -> float:
+        """What is still set aside for planned requests not sent yet, USD."""
+        with self._lock:
+            return self._planned / _UNITS_PER_USD
+
+    def reserve(self, upper_usd: float, what: str, *, planned: bool = False) -> Reservation:
         """Set aside the most a request can cost, or refuse it.
 
         :param upper_usd: the request's upper bound, USD (:func:`request_cost_bound_usd`).
         :param what: the request, for the error message (e.g. ``"a request of 12 targets"``).
+        :param planned: a planned request: its reservation is drawn from what :meth:`set_aside`
+            kept; any other request must fit beside what is still kept there.
         :return: the :class:`Reservation` to :meth:`settle` or :meth:`release`.
-        :raises CostLimitExceededError: when spend + reservations + ``upper_usd`` > ``max_cost_usd``.
+        :raises CostLimitExceededError: when spend + reservations + the planned share still kept +
+            ``upper_usd`` > ``max_cost_usd``.
         """
         units = _usd_units(upper_usd)
         with self._lock:
-            if self._max_units is not None and self._spent + self._reserved + units > self._max_units:
+            drawn = min(units, self._planned) if planned else 0
+            kept = self._planned - drawn
+            if self._max_units is not None and self._spent + self._reserved + kept + units > self._max_units:
                 raise CostLimitExceededError(
                     max_cost_usd=self._max_units / _UNITS_PER_USD,
                     spent_usd=self._spent / _UNITS_PER_USD,
-                    reserved_usd=self._reserved / _UNITS_PER_USD,
+                    reserved_usd=(self._reserved + kept) / _UNITS_PER_USD,
                     needed_usd=units / _UNITS_PER_USD,
                     what=what,
                 )
+            self._planned = kept  # a planned request's share is used up, whatever its outcome
             self._reserved += units
         return Reservation(units)
 

@@ -425,31 +425,49 @@ def test_cost_guard_refuses_to_start_above_the_estimate(emulator: Emulator, tmp_
     assert after["api_requests"] == before["api_requests"]  # nothing was sent
 
 
-def test_cost_guard_stops_before_exceeding_and_a_retry_pays_nothing_twice(
+def test_isolation_stops_at_the_cap_and_the_task_finishes_naming_what_it_could_not_settle(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    """Bisection in the last chunk needs more than the estimate: the guard stops it half-way."""
+    """Isolating a refused target in the last chunk needs more than the cap leaves: the search stops
+    before the cap, the task succeeds, and the targets it could not settle are named."""
     assert len(SMALL_CHUNKS) == 10
     clean = run(emulator, tmp_path / "clean", targets=SMALL_TARGETS)
     estimate = estimate_cost_usd(10, 1000)
     assert clean.spent_usd < estimate == 0.23
     rejected = [SMALL_CHUNKS[9][60]]
     emulator.configure(reject_targets=rejected)
+    result = run(
+        emulator, tmp_path / "guarded", targets=SMALL_TARGETS, max_cost_usd=estimate, max_active_requests=1
+    )
+    assert result.spent_usd <= estimate  # never over the limit
+    unresolved = result.manifest["unresolved_targets"]
+    assert rejected[0] in unresolved and set(unresolved) < set(SMALL_CHUNKS[9])
+    assert result.manifest["rejected_targets"] == []
+    assert result.lines == _without(clean.lines, unresolved)  # every other row is stored
+    assert result.manifest["cost_usd"] == pytest.approx(result.spent_usd, abs=1e-9)
+
+
+def test_cost_guard_stops_before_exceeding_and_a_retry_pays_nothing_twice(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """Follow-ups of incomplete replies do not fit beside the plan: the guard stops the run."""
+    clean = run(emulator, tmp_path / "clean", targets=SMALL_TARGETS)
+    estimate = estimate_cost_usd(10, 1000)
+    emulator.configure(rates={"drop_items": 1.0}, seed=SEED, drop_share=0.2)
     out = tmp_path / "guarded"
     before = emulator.stats()
-    with pytest.raises(AirflowFailException, match=r"^Cost guard: a request of \d+ targets \(chunk 10\)"):
+    with pytest.raises(AirflowFailException, match=r"^Cost guard: a request of \d+ targets \(chunk 1\)"):
         run(emulator, out, targets=SMALL_TARGETS, max_cost_usd=estimate, max_active_requests=1)
     assert spent_since(emulator, before) <= estimate  # never over the limit
     stored = Checkpoint(out / "bulk_pages_summary.jsonl", SMALL_CHUNKS, _options()).load()
-    assert sorted(stored) == list(range(10))
-    assert [i for i, outcome in stored.items() if outcome.pending] == [9]  # stopped inside chunk 10
+    assert sorted(stored) == [0] and stored[0].pending  # stopped inside chunk 1, its rows kept
     assert not (out / "bulk_pages_summary.jsonl").exists()
 
+    emulator.switch_off()
     result = run(emulator, out, targets=SMALL_TARGETS)  # retried with the limit lifted
-    assert result.lines == _without(clean.lines, rejected)
-    assert result.manifest["rejected_targets"] == rejected
+    assert sorted(result.lines) == sorted(clean.lines)
     assert result.manifest["cost_usd"] == pytest.approx(spent_since(emulator, before), abs=1e-9)  # both tries
-    assert result.requests < 16  # only the rest of chunk 10 was sent again
+    assert result.requests == 10  # the rest of chunk 1, then chunks 2-10: nothing sent twice
 
 
 def _options() -> dict[str, Any]:
@@ -703,11 +721,11 @@ def test_a_later_run_to_the_same_output_path_never_reuses_an_earlier_runs_chunks
         return operator.execute({"ti": ti})  # type: ignore[arg-type]
 
     before = emulator.stats()
-    emulator.configure(reject_targets=[SMALL_CHUNKS[9][60]])  # bisection in chunk 10 ...
+    emulator.configure(rates={"drop_items": 1.0}, seed=SEED, drop_share=0.2)  # follow-ups in chunk 1 ...
     with pytest.raises(AirflowFailException, match="Cost guard"):
-        execute("run-1", max_cost_usd=estimate_cost_usd(10, 1000))  # ... stops it half-way
+        execute("run-1", max_cost_usd=estimate_cost_usd(10, 1000))  # ... stop it half-way
     stored = Checkpoint(tmp_path / "fixed" / "bulk_pages_summary.jsonl", SMALL_CHUNKS, _options()).load()
-    assert sorted(stored) == list(range(10)) and stored[9].pending
+    assert sorted(stored) == [0] and stored[0].pending
     first = emulator.stats()["api_requests"] - before["api_requests"]
     emulator.switch_off()
     manifest = execute("run-2")
