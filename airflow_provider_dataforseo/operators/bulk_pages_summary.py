@@ -110,10 +110,11 @@ class BulkPagesSummaryOperator(BaseOperator):
     - With ``output_path`` the rows are written as JSON Lines (a ``.jsonl`` path is the file; any
       other path is a folder that gets ``bulk_pages_summary.jsonl`` and ``manifest.json``), and the
       manifest ``{"uri", "targets", "items", "requests", "cost_usd", "missing_targets",
-      "unmatched_items", "rejected_targets", "unresolved_targets"}`` is returned. Each finished chunk is stored at once
-      in a checkpoint beside the rows file (:mod:`~airflow_provider_dataforseo.checkpoint`); a
-      retry of the task fetches only the chunks still missing, and the rows file is written from
-      the chunks once all are done, so it holds every row exactly once, as a clean run would.
+      "unmatched_items", "rejected_targets", "unresolved_targets"}`` is returned. Each finished
+      chunk is stored at once in a checkpoint beside the rows file
+      (:mod:`~airflow_provider_dataforseo.checkpoint`); a retry of the task fetches only the
+      chunks still missing, and the rows file is written from the chunks once all are done, so it
+      holds every row exactly once, as a clean run would.
 
     Faults: a 40501 refusing ``targets`` is narrowed down by group testing and the refused targets
     are reported (``rejected_targets``, or ``unresolved_targets`` when the isolation's allowance or
