@@ -90,7 +90,8 @@ class RequestLimiter:
         ``requests_per_minute`` (rounded up), at most ``requests_per_minute``. Ignored without a
         per-minute limit.
     :param clock: monotonic clock in seconds (injectable for tests).
-    :param sleep: sleeps the given seconds (injectable for tests).
+    :param sleep: sleeps the given seconds (injectable for tests); default :meth:`pause`, which
+        :meth:`close` cuts short.
     :raises ValueError: for a limit below 1 or of the wrong type, naming it.
     """
 
@@ -106,7 +107,7 @@ class RequestLimiter:
         requests_per_minute: int | None = DEFAULT_REQUESTS_PER_MINUTE,
         burst: int | None = None,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         _check_count("max_in_flight", max_in_flight)
         if requests_per_minute is not None:
@@ -121,7 +122,8 @@ class RequestLimiter:
             default = -(-requests_per_minute // 6)
             self.burst = min(burst if burst is not None else default, requests_per_minute)
         self._clock = clock
-        self._sleep = sleep
+        self._sleep = sleep if sleep is not None else self.pause
+        self._stopped = threading.Event()  # set by close(): wakes every pause()
         self._cond = threading.Condition()
         self._in_flight = 0
         self._closed = False
@@ -183,7 +185,19 @@ class RequestLimiter:
         """
         with self._cond:
             self._closed = True
+            self._stopped.set()
             self._cond.notify_all()
+
+    def pause(self, seconds: float) -> bool:
+        """Wait ``seconds`` (a retry's backoff, a start time), or less when :meth:`close` is called.
+
+        Every thread of a task waits here rather than in :func:`time.sleep`, so that an interrupted
+        task's threads wake at once: their next :meth:`acquire` raises :class:`RequestsStoppedError`.
+
+        :param seconds: how long to wait, seconds.
+        :return: whether the limiter was closed meanwhile.
+        """
+        return self._stopped.wait(max(0.0, seconds))
 
     @property
     def closed(self) -> bool:
