@@ -80,6 +80,8 @@ def test_config_round_trips_through_json_and_mix_spreads_the_rate() -> None:
         "drop_share": 0.1,
         "reject_share": 0.0,
         "reject_targets": ["a.com", "b.com"],
+        "trickle_seconds": 0.5,
+        "trickle_bytes": 1,
     }
     assert FaultConfig.from_json(config.to_json()) == config
     mix = FaultConfig.mix(0.26, seed=5)
