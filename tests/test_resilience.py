@@ -57,7 +57,9 @@ FAST = {
     "max_retry_seconds": 60.0,
     "timeout": (5.0, 20.0),  # generous: on a busy machine a reply may queue behind others
 }
-HANGING = {"timeout": (5.0, HANG_READ_TIMEOUT)}
+#: A trickling reply is cut off at this deadline (each of its bytes arrives inside the read timeout).
+TRICKLE_DEADLINE = 2.0
+HANGING = {"timeout": (5.0, HANG_READ_TIMEOUT), "request_deadline": TRICKLE_DEADLINE}
 SEED = 11
 #: The fault kinds of the issue, each run on its own: kind -> {emulator fault: share of requests}.
 #: The five status codes inside a 200 envelope are one kind (each gets a fifth of its share).
@@ -73,11 +75,12 @@ KINDS: dict[str, dict[str, float]] = {
     "truncated_body": {"truncated": 0.3},
     "not_json_body": {"not_json": 0.3},
     "dropped_items": {"drop_items": 0.3},
+    "trickling_body": {"trickle": 0.15},
 }
 #: Kinds that fail requests without charging: one extra request per fault, the spend of a clean run.
 UNCHARGED = {"http_500", "status_in_200_envelope", "failed_task_in_20000_envelope", "not_json_body"}
 #: Kinds whose reply was computed and charged but never read by the client.
-LOST_REPLIES = {"hang_past_read_timeout", "connection_closed_mid_body", "truncated_body"}
+LOST_REPLIES = {"hang_past_read_timeout", "connection_closed_mid_body", "truncated_body", "trickling_body"}
 
 _DOMAINS = [
     line.split(",")[1] for line in (REPO / "example_dags/data/top-domains-20k.csv").read_text().split()
@@ -268,7 +271,8 @@ def test_each_fault_kind_ends_with_exactly_the_rows_of_a_fault_free_run(
     emulator: Emulator, baseline: Run, kind: str, tmp_path: Path
 ) -> None:
     emulator.configure(rates=KINDS[kind], seed=SEED, hang_seconds=HANG_SECONDS, slow_seconds=0.05)
-    result = run(emulator, tmp_path, hook_params=HANGING if kind == "hang_past_read_timeout" else {})
+    slow_kinds = ("hang_past_read_timeout", "trickling_body")
+    result = run(emulator, tmp_path, hook_params=HANGING if kind in slow_kinds else {})
     by_fault = emulator.injection()["injected"]
     assert set(by_fault) <= set(KINDS[kind]) and len(by_fault) >= min(3, len(KINDS[kind]))
     injected = sum(by_fault.values())
