@@ -364,7 +364,9 @@ def test_a_fault_that_never_clears_fails_with_its_code_and_writes_no_rows(
     assert not (tmp_path / "bulk_pages_summary.jsonl").exists()  # nothing half-written, no duplicates
     before, after, _ = run.last  # type: ignore[attr-defined]
     assert after["spent_usd"] == before["spent_usd"]
-    assert after["api_requests"] - before["api_requests"] == 8 * 3  # 8 chunks in flight, 3 attempts each
+    # 8 chunks in flight: the first to fail used its 3 attempts; then the others' retries stop
+    # (the task is failing: nothing waits on them but the grace period)
+    assert 8 + 2 <= after["api_requests"] - before["api_requests"] <= 8 * 3
     assert Checkpoint(tmp_path / "bulk_pages_summary.jsonl", CHUNKS, _options()).load() == {}
 
 
