@@ -15,7 +15,7 @@ Layout, for the rows file ``.../bulk_pages_summary.jsonl``::
 plan reuses the chunks it still has and ignores the others. A chunk counts as finished only when
 its record exists, parses, matches the chunk, and its rows file has the recorded size: a try that
 died between the two writes simply fetches that chunk again. A chunk stopped half-way (e.g. by the
-cost guard during a 40501 bisection) is stored too, with the targets still ``pending``: a later try
+cost guard during follow-ups) is stored too, with the targets still ``pending``: a later try
 fetches only those and adds their rows to the stored ones. Only tries of the run that wrote the
 checkpoint resume from it: another run writing to the same path (a fixed ``output_path``) finds
 it, logs that it belongs to another run, removes it and fetches everything, so it never reuses

@@ -137,7 +137,8 @@ class ChunkOutcome:
     :ivar rows: its rows in chunk order, unmatched items last (empty when resumed from a checkpoint:
         they are stored there).
     :ivar items: how many rows it gave.
-    :ivar requests: successful (charged) requests it took: 1, more after bisection or follow-ups.
+    :ivar requests: successful (charged) requests it took: 1, more after isolating refused targets
+        or follow-ups.
     :ivar cost_usd: what those replies reported as charged, USD.
     :ivar missing_targets: targets no item answered, in chunk order.
     :ivar rejected_targets: targets the API refused with 40501, in chunk order.
@@ -231,17 +232,20 @@ def fetch_bulk_pages_summary(
 ) -> FetchSummary:
     """Fetch every chunk, at most ``max_active_requests`` at a time, and hand rows to ``sink``.
 
-    Each chunk is fetched by :func:`fetch_chunk` (40501 bisection, follow-ups of incomplete
+    Each chunk is fetched by :func:`fetch_chunk` (40501 isolation, follow-ups of incomplete
     replies). Slots freed by finished chunks are refilled before their rows are written, so at
     most ``2 x max_active_requests`` chunks' rows are held at once. Rows reach ``sink`` a whole
     chunk at a time, in the order chunks complete, from the calling thread only; then
     ``on_chunk`` gets the chunk's :class:`ChunkOutcome` (to record it in a checkpoint). When a
-    chunk fails for good, no further chunk is started; those in flight finish and their rows are
-    still handed over; a chunk stopped half-way hands what it got to ``on_chunk`` only
-    (``pending`` non-empty); then the first error is raised.
+    chunk fails for good, no further chunk is started and ``on_interrupt`` stops the others'
+    retries; those in flight get ``interrupt_grace_seconds`` to finish and their rows are still
+    handed over; a chunk stopped half-way hands what it got to ``on_chunk`` only (``pending``
+    non-empty); then the first error is raised. Requests run in daemon threads
+    (:class:`~airflow_provider_dataforseo.workers.DaemonPool`): one left hung never keeps the
+    process alive.
 
     :param target_set: the targets and their original inputs.
-    :param chunks: the planned requests (see :func:`~airflow_provider_dataforseo.targets.plan_chunks`).
+    :param chunks: the planned requests (see :func:`~airflow_provider_dataforseo.chunks.plan_chunks`).
     :param post: sends one list of targets, returns its checked result (retries are its business).
     :param sink: stores a list of rows.
     :param max_active_requests: chunks fetched at once (1-30).
@@ -252,20 +256,23 @@ def fetch_bulk_pages_summary(
     :param on_chunk: called with each newly finished or interrupted chunk's outcome, after ``sink``.
     :param max_cost_usd: the most this run may spend, USD (what ``done`` chunks cost included), or
         ``None``. The plan's estimate (requests x $0.02 + targets x $0.00003) must fit before
-        anything is sent, and every request must fit, at its upper bound, beside the spend and the
-        requests in flight before it is sent.
+        anything is sent, and is then set aside for the planned requests; every request must fit,
+        at its upper bound, beside the spend and the requests in flight before it is sent, and a
+        request that is not a chunk's first (isolating refused targets, follow-ups) also beside
+        what is still set aside for the plan.
     :param max_isolation_requests: requests one chunk may spend isolating targets refused with
         40501 (see :func:`fetch_chunk`); the targets still unsettled then are reported in
         ``unresolved_targets`` and the run goes on.
     :param max_incomplete_retries: follow-up requests one chunk may spend on targets an
         incomplete reply left out.
     :param interrupt_grace_seconds: when this thread is interrupted (an exception raised in it
-        while waiting or writing, such as Airflow's ``execution_timeout``): how
-        long to wait, seconds, for the requests in flight, whose replies are then still handed
-        to ``sink`` and ``on_chunk`` (they are paid for); requests not started are dropped and
-        later replies are left behind. The interruption is then re-raised.
-    :param on_interrupt: called first when this thread is interrupted, to stop every further
-        HTTP attempt, retries inside ``post`` included (the operator passes its limiter's
+        while waiting or writing, such as Airflow's ``execution_timeout``) or a chunk fails for
+        good: how long to wait, seconds, for the requests in flight, whose replies are then still
+        handed to ``sink`` and ``on_chunk`` (they are paid for); requests not started are dropped
+        and later replies are left behind (their daemon threads do not keep the process alive).
+        The interruption or the chunk's error is then raised.
+    :param on_interrupt: called first in either case, to stop every further HTTP attempt,
+        retries and backoff waits inside ``post`` included (the operator passes its limiter's
         :meth:`~airflow_provider_dataforseo.ratelimit.RequestLimiter.close`).
     :return: the :class:`FetchSummary`.
     :raises CostLimitExceededError: before anything is sent when the estimate does not fit
@@ -881,7 +888,7 @@ def with_request_context(exc: Exception, targets: Sequence[str], note: str | Non
 
     :param exc: the error ``post`` raised.
     :param targets: the request's targets.
-    :param note: more to say (e.g. why bisection stopped).
+    :param note: more to say (e.g. why isolation stopped).
     :return: a new error of the same :class:`DataForSeoError` kind (status code, task id and
         endpoint kept), or ``exc`` itself for other errors.
     """
