@@ -97,12 +97,14 @@ def read_body(response: requests.Response, deadline: Deadline) -> bytes:
     try:
         content = response.content
     except requests.RequestException:
+        response.close()  # the connection is not reused
         if cut.is_set():
             raise DeadlineExceeded(deadline.seconds) from None
         raise
     finally:
         timer.cancel()
     if cut.is_set() and not _complete(response, content):
+        response.close()
         raise DeadlineExceeded(deadline.seconds)
     return content
 
