@@ -359,3 +359,15 @@ def test_credentials_are_encoded_as_utf8_and_never_shown() -> None:
     assert not error.retryable and "cannot be encoded as UTF-8" in str(error)
     assert error.__cause__ is None and error.__context__ is None  # no chain that holds the password
     assert "bad" not in str(error)
+
+
+@pytest.mark.parametrize("bad", [0, -5, "300", None, float("nan")])
+def test_a_bad_request_deadline_is_refused_when_the_dag_is_parsed(bad: object) -> None:
+    from airflow_provider_dataforseo.hooks.dataforseo import check_hook_params
+    from airflow_provider_dataforseo.operators.bulk_pages_summary import BulkPagesSummaryOperator
+
+    with pytest.raises(ValueError, match=r"request_deadline must be a positive number of seconds, got"):
+        check_hook_params({"request_deadline": bad})
+    with pytest.raises(ValueError, match="request_deadline"):
+        BulkPagesSummaryOperator(task_id="x", targets=["a.com"], hook_params={"request_deadline": bad})
+    assert BulkPagesSummaryOperator(task_id="y", targets=["a.com"], hook_params={"request_deadline": 5}).hook
