@@ -98,6 +98,7 @@ _BROKEN_SCHEME_RE = re.compile(r"(https?)(?:[:;]+[/\\]*|[/\\]+)(?=[^/\\])", re.I
 #: A local file path: absolute, relative with ``./`` or ``../``, home-relative, UNC or Windows.
 _FILE_PATH_RE = re.compile(r"(?:/|\.{1,2}[/\\]|~[/\\]|\\\\|[A-Za-z]:[/\\])")
 _DOMAIN_END_RE = re.compile(r"[/?#]")
+_HOST_PORT_RE = re.compile(r"[A-Za-z0-9.-]+\.[A-Za-z0-9-]+:[0-9]{1,5}(?:[/?#]|$)")
 _WINDOWS_PATH_RE = re.compile(r"[A-Za-z]:[/\\]")
 #: Last labels that name file types rather than top-level domains (only consulted for a label
 #: that is not in the Public Suffix List, so real TLDs such as ``.zip`` or ``.py`` still pass).
@@ -225,6 +226,9 @@ def normalise_target(value: object) -> str:
     if _FILE_PATH_RE.match(text):
         raise _TargetRejected(_file_path_reason(text))
     if ":" in text.split("/", 1)[0]:
+        if _HOST_PORT_RE.match(text):  # example.com:8080/page: a page without its scheme
+            hint = shorten("https://" + text + ("" if "/" in text else "/"))
+            raise _TargetRejected(f"a page needs its scheme: did you mean {hint!r}? (domains have no port)")
         raise _TargetRejected("not a URL with http:// or https://, nor a domain")
     return _normalise_domain(text)
 

@@ -115,6 +115,8 @@ REFUSED = {
     "http:///example.com": "did you mean 'http://example.com'?",
     "example.com/page": "did you mean 'https://example.com/page'?",
     "example.com?q=1": "did you mean 'https://example.com?q=1'?",
+    "example.com:8080": "did you mean 'https://example.com:8080/'? (domains have no port)",
+    "example.com:8080/page": "did you mean 'https://example.com:8080/page'?",
     "https://example.com/a\x00b": "control character inside",
 }
 
