@@ -249,3 +249,49 @@ def test_kinds_are_the_documented_ones() -> None:
         "broken_backlinks_decreased",
         "changed",
     )
+
+
+@pytest.mark.parametrize(
+    "spelled",
+    [
+        "2019-11-15 12:57:46 +00:00",
+        "2019-11-15 12:57:46.000 +00:00",
+        "2019-11-15 12:57:46 UTC",
+        "2019-11-15T12:57:46+00:00",
+        "2019-11-15T12:57:46Z",
+        "2019-11-15T12:57:46.000Z",
+        "2019-11-15 14:57:46 +02:00",
+        "2019-11-15 14:57:46 +0200",
+        " 2019-11-15 12:57:46 ",
+    ],
+)
+def test_every_spelling_of_a_date_is_the_same_instant(spelled: str) -> None:
+    assert normalise_value("lost_date", spelled) == (True, "2019-11-15 12:57:46 +00:00")
+    baseline = {"x.com": entry("x.com", lost_date="2019-11-15 12:57:46 +00:00")}
+    assert evaluate(baseline, {"x.com": entry("x.com", lost_date=spelled)}, ("lost_date",)).changes == []
+
+
+def test_empty_and_null_lost_date_both_mean_not_lost() -> None:
+    assert normalise_value("lost_date", "") == normalise_value("lost_date", None) == (True, None)
+    baseline = {"x.com": entry("x.com", lost_date=None)}
+    assert evaluate(baseline, {"x.com": entry("x.com", lost_date="")}, ("lost_date",)).changes == []
+    lost = evaluate(baseline, {"x.com": entry("x.com", lost_date="2026-11-02 08:00:00 UTC")}, ("lost_date",))
+    assert [(c["kind"], c["old"], c["new"]) for c in lost.changes] == [
+        ("lost", None, "2026-11-02 08:00:00 +00:00")
+    ]
+
+
+def test_counts_are_integers_and_no_number_is_no_data(caplog: pytest.LogCaptureFixture) -> None:
+    for spelled in (3, "3", " 3 ", 3.0, "3.0"):
+        assert normalise_value("broken_backlinks", spelled) == (True, 3)
+    baseline = {"x.com": entry("x.com", broken_backlinks=3)}
+    assert evaluate(baseline, {"x.com": entry("x.com", broken_backlinks="3")}, FIELDS).changes == []
+    with caplog.at_level("WARNING"):
+        for bad in ("n/a", "3.5", True, [3]):
+            assert normalise_value("broken_backlinks", bad) == (False, None)
+            assert evaluate(baseline, {"x.com": entry("x.com", broken_backlinks=bad)}, FIELDS).changes == []
+    assert "broken_backlinks 'n/a' is not a whole number" in caplog.text
+    more = evaluate(baseline, {"x.com": entry("x.com", broken_backlinks="5")}, FIELDS).changes
+    assert [(c["old"], c["new"], c["kind"], c["delta"]) for c in more] == [
+        (3, 5, "broken_backlinks_increased", 2)
+    ]
