@@ -72,3 +72,17 @@ def test_one_helper_everywhere() -> None:
     BacklinksChangeSensor(**kwargs, include_subdomains="{{ params.subdomains }}")
     with pytest.raises(ValueError, match="rank_scale must be one of"):
         BacklinksChangeSensor(**kwargs, rank_scale="one_million")
+
+
+def test_mapped_sensor_instances_keep_their_baselines_apart() -> None:
+    """``.expand()`` over sensors: each map index gets its own default watch id (and baseline)."""
+    from types import SimpleNamespace
+
+    from airflow.sdk import DAG
+
+    with DAG("mapped_watch", schedule=None):
+        sensor = BacklinksChangeSensor(task_id="s", targets=["a.com"], baseline_path="file:///tmp/x")
+    ids = {sensor._watch_id({"ti": SimpleNamespace(map_index=i)}) for i in (-1, 0, 1)}  # type: ignore[arg-type]
+    assert ids == {"mapped_watch.s", "mapped_watch.s[0]", "mapped_watch.s[1]"}
+    named = BacklinksChangeSensor(task_id="n", targets=["a.com"], baseline_path="file:///tmp/x", watch_id="w")
+    assert named._watch_id({"ti": SimpleNamespace(map_index=3)}) == "w"  # type: ignore[arg-type]

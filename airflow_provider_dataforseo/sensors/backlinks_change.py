@@ -104,8 +104,9 @@ class BacklinksChangeSensor(BaseSensorOperator):
     :param rank_scale: (templated) ``"one_thousand"`` / ``"one_hundred"`` or ``None`` (API
         default); matters for the ``rank`` fields.
     :param watch_id: (templated) the watch's name, which keys its baseline file and feed; default
-        ``"<dag_id>.<task_id>"``. Two sensors with the same ``watch_id``, ``baseline_path`` and
-        options share a baseline: give them different ones.
+        ``"<dag_id>.<task_id>"``, with ``[<map_index>]`` appended for a mapped task instance, so
+        the instances of ``.expand()`` keep baselines apart. Two sensors with the same
+        ``watch_id``, ``baseline_path`` and options share a baseline: give them different ones.
     :param dataforseo_conn_id: the DataForSEO connection.
     :param notifiers: ``BaseNotifier`` instances told about each change set.
     :param succeed_on_first_run: succeed (with no changes) when the first baseline is stored,
@@ -213,13 +214,15 @@ class BacklinksChangeSensor(BaseSensorOperator):
         except ValueError as exc:
             raise AirflowFailException(f"{exc}. Nothing was sent.") from exc
 
-    def _watch_id(self) -> str:
-        """``watch_id`` as rendered, or ``"<dag_id>.<task_id>"``."""
+    def _watch_id(self, context: Context) -> str:
+        """``watch_id`` as rendered, or ``"<dag_id>.<task_id>"`` (``"...[<map_index>]"`` when mapped)."""
         if self.watch_id is not None and str(self.watch_id).strip():
             return str(self.watch_id).strip()
-        return f"{self.dag_id}.{self.task_id}"
+        map_index = getattr(context.get("ti"), "map_index", -1)
+        suffix = f"[{map_index}]" if isinstance(map_index, int) and map_index >= 0 else ""
+        return f"{self.dag_id}.{self.task_id}{suffix}"
 
-    def _store(self) -> BaselineStore:
+    def _store(self, context: Context) -> BaselineStore:
         if not isinstance(self.baseline_path, str) or not self.baseline_path.strip():
             raise AirflowFailException(
                 f"baseline_path must be an object storage URI, got {self.baseline_path!r}"
@@ -227,7 +230,7 @@ class BacklinksChangeSensor(BaseSensorOperator):
         include_subdomains, rank_scale = self._options()
         return BaselineStore(
             ObjectStoragePath(self.baseline_path.strip()),
-            watch_id=self._watch_id(),
+            watch_id=self._watch_id(context),
             include_subdomains=include_subdomains,
             rank_scale=rank_scale,
         )
@@ -243,7 +246,7 @@ class BacklinksChangeSensor(BaseSensorOperator):
                 result = poll(
                     target_set,
                     post,
-                    self._store(),
+                    self._store(context),
                     self.watch_fields,
                     max_active_requests=self.max_active_requests,
                 )
@@ -291,13 +294,13 @@ class BacklinksChangeSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         if self.deferrable:
-            self._defer()
+            self._defer(context)
         return self._deliver(context, super().execute(context))
 
-    def _defer(self) -> None:
+    def _defer(self, context: Context) -> None:
         self._target_set()  # bad input fails here, before deferring
         include_subdomains, rank_scale = self._options()
-        store = self._store()
+        store = self._store(context)
         end_at = datetime.now(timezone.utc) + timedelta(seconds=self.timeout)
         self.defer(
             trigger=BacklinksChangeTrigger(
@@ -349,7 +352,7 @@ class BacklinksChangeSensor(BaseSensorOperator):
             changes stay pending, so the next try reports them again and writes each feed line once).
         """
         if isinstance(result, dict) and result.get("changes"):
-            store = self._store()
+            store = self._store(context)
             written = deliver(store, result["changes"])
             self.log.info("Changes feed: %d lines appended under %s", written, feed_of(store).folder)
             self._notify(context, result)
