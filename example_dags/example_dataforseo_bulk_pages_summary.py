@@ -6,6 +6,13 @@ against the emulator (see the README's first command), or against the real API b
 ``dataforseo_default`` connection at your account: about 20 requests x 0.02 USD + 4,000 items x
 0.00003 USD = 0.52 USD per run.
 
+The fetch runs in the Airflow pool ``dataforseo`` (10 of its slots, one per request in flight),
+shared with the other DataForSEO examples so that all of them together stay under the API's 30
+simultaneous requests. Create it once before the first scheduled run (``airflow dags test`` does not
+need it)::
+
+    airflow pools set dataforseo 30 "DataForSEO: requests in flight across all workers"
+
 Set ``DATAFORSEO_OUTPUT_ROOT`` to choose where output goes (default ``file:///tmp/dataforseo``; an
 ``s3://conn_id@bucket/prefix`` URI works with the amazon provider installed).
 """
@@ -67,7 +74,14 @@ def example_dataforseo_bulk_pages_summary() -> None:
         tag="{{ dag.dag_id }}/{{ run_id }}",
         outlets=[BACKLINKS_ASSET],  # each run's asset event carries the manifest
         max_active_requests=10,
-        retries=2,
+        # the pool every DataForSEO task shares: 30 slots = the API's simultaneous limit; one slot
+        # per request in flight (create it once: airflow pools set dataforseo 30 "DataForSEO")
+        pool="dataforseo",
+        pool_slots=10,
+        # a crashed worker is found after [scheduler] task_instance_heartbeat_timeout (300 s);
+        # the retry then waits a minute more, for an orphaned task process to finish its requests
+        retries=3,
+        retry_delay=pendulum.duration(minutes=1),
     )
 
     @task
