@@ -91,6 +91,8 @@ def build_targets(n: int, domains: list[str]) -> list[str]:
     catchup=False,
     max_active_runs=1,
     tags=["dataforseo", "example", "scale"],
+    # every task, not only the fetch: a task on a worker that dies fails the run without retries
+    default_args={"retries": RETRIES, "retry_delay": RETRY_DELAY},
     params={
         "n_targets": Param(
             100_000,
@@ -144,8 +146,6 @@ def example_dataforseo_at_scale() -> None:
         requests_per_minute=REQUESTS_PER_MINUTE,
         pool=POOL,
         pool_slots=MAX_ACTIVE_REQUESTS,
-        retries=RETRIES,
-        retry_delay=RETRY_DELAY,
     ).expand(chunk_group=plan.output)
 
     @task

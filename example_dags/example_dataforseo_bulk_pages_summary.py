@@ -33,6 +33,11 @@ TARGETS_URI = (Path(__file__).resolve().parent / "data" / "top_sites_targets.txt
 OUTPUT_ROOT = os.environ.get("DATAFORSEO_OUTPUT_ROOT", "file:///tmp/dataforseo").rstrip("/")
 #: Updated by every successful fetch; example_dataforseo_asset_consumer is scheduled on it.
 BACKLINKS_ASSET = Asset(name="dataforseo_bulk_pages_summary")
+#: A worker that dies mid-task (SIGKILL, OOM, lost node) is found by the scheduler after
+#: ``[scheduler] task_instance_heartbeat_timeout`` (300 s by default); the retry then waits
+#: RETRY_DELAY more. The fetch's retry resumes from its checkpoint.
+RETRIES = 3
+RETRY_DELAY = pendulum.duration(minutes=1)
 
 
 @dag(
@@ -42,6 +47,8 @@ BACKLINKS_ASSET = Asset(name="dataforseo_bulk_pages_summary")
     catchup=False,
     max_active_runs=1,
     tags=["dataforseo", "example"],
+    # every task, not only the fetch: a task on a worker that dies fails the run without retries
+    default_args={"retries": RETRIES, "retry_delay": RETRY_DELAY},
     params={
         "targets": Param(
             TARGETS_URI,
@@ -78,10 +85,6 @@ def example_dataforseo_bulk_pages_summary() -> None:
         # per request in flight (create it once: airflow pools set dataforseo 30 "DataForSEO")
         pool="dataforseo",
         pool_slots=10,
-        # a crashed worker is found after [scheduler] task_instance_heartbeat_timeout (300 s);
-        # the retry then waits a minute more, for an orphaned task process to finish its requests
-        retries=3,
-        retry_delay=pendulum.duration(minutes=1),
     )
 
     @task

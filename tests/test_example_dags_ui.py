@@ -107,3 +107,13 @@ def test_api_tasks_share_the_pool_and_retry_after_a_crashed_worker() -> None:
             assert 1 <= task.pool_slots <= 30
             assert task.retries >= 2, (dag_id, task_id)
             assert timedelta(seconds=30) <= task.retry_delay <= timedelta(minutes=10), (dag_id, task_id)
+
+
+def test_every_example_task_retries_after_a_crashed_worker() -> None:
+    """A task of any kind on a worker that dies (issue 14: ``report`` on a SIGKILLed Celery worker
+    failed its run) is retried once the scheduler finds it."""
+    bag = _bag()
+    for dag_id in bag.dag_ids:
+        for task in bag.get_dag(dag_id).tasks:
+            assert task.retries >= 2, (dag_id, task.task_id)
+            assert task.retry_delay >= timedelta(seconds=30), (dag_id, task.task_id)
