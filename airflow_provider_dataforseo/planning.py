@@ -24,7 +24,8 @@ The pattern (see ``example_dags/example_dataforseo_at_scale.py``)::
    reads its group (:func:`load_chunk_group`), posts exactly those chunks and returns its manifest;
    :func:`merge_manifests` adds the manifests up.
 
-Memory: reading, normalising and de-duplicating (:func:`read_target_lines`,
+Memory: reading, normalising and de-duplicating
+(:func:`~airflow_provider_dataforseo.sources.read_target_lines`,
 :func:`normalise_stream`) stream over the input and keep each distinct target once (~100 bytes),
 plus the original inputs only of the targets whose input was not already normalised; until
 reading ends, a dict entry per target more (~30 bytes). Planning works on integer positions (~4
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -45,7 +46,6 @@ from airflow_provider_dataforseo import api
 from airflow_provider_dataforseo.targets import (
     TargetSet,
     count_main_domains,
-    iter_target_file,
     lower_bound,
     normalise_distinct,
     normalise_target,
@@ -72,22 +72,6 @@ _MANIFEST_COUNTS: Final = ("targets", "items", "requests", "missing_targets", "u
 # ---------------------------------------------------------------------------------------------
 # Reading and normalising many targets with little memory
 # ---------------------------------------------------------------------------------------------
-
-
-def read_target_lines(lines: Iterable[str]) -> Iterator[str]:
-    """Stream the targets of a text or CSV file, line by line, without holding the file.
-
-    The rules of :func:`airflow_provider_dataforseo.targets.parse_target_file` (this is
-    :func:`~airflow_provider_dataforseo.targets.iter_target_file`): blank and ``#`` lines are
-    skipped; with a ``target``/``url``/``domain``/``page`` header the file is CSV and that column
-    is read; without one, a line starting with ``http://``/``https://`` is one target, commas
-    included (up to a comma followed by another ``http(s)://``), and any other line is CSV and its
-    last column is read.
-
-    :param lines: the file's lines (an open text file works), UTF-8 BOM allowed on the first.
-    :return: the raw entries in file order.
-    """
-    return iter_target_file(lines)
 
 
 @dataclass(frozen=True)

@@ -61,8 +61,10 @@ def _example_module() -> Any:
 
 
 def test_at_scale_dag_maps_one_task_per_group_and_merges_the_manifests(
-    emulator: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    emulator: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the generated targets file lies under the run's output root: the deployment allows it
+    monkeypatch.setenv("AIRFLOW__DATAFORSEO__ALLOWED_TARGET_ROOTS", tmp_path.as_uri())
     from airflow.dag_processing.dagbag import DagBag
 
     module = _example_module()
@@ -192,6 +194,7 @@ def test_at_scale_dag_runs_the_same_with_s3_output(
     from tests.conftest import aws_conn_json
 
     monkeypatch.setenv("AIRFLOW_CONN_SCALE_S3", aws_conn_json(moto_s3))
+    monkeypatch.setenv("AIRFLOW__DATAFORSEO__ALLOWED_TARGET_ROOTS", "s3://scale_s3@scale/out/")
     s3 = boto3.client(
         "s3",
         endpoint_url=moto_s3,

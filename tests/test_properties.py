@@ -41,11 +41,10 @@ from airflow_provider_dataforseo.fetch import (
 from airflow_provider_dataforseo.hooks.dataforseo import DataForSeoHook
 from airflow_provider_dataforseo.ratelimit import CostBudget, CostLimitExceededError, RequestLimiter
 from airflow_provider_dataforseo.responses import TaskResult, parse_task_response
+from airflow_provider_dataforseo.sources import coerce_targets, parse_target_file
 from airflow_provider_dataforseo.targets import (
-    coerce_targets,
     count_main_domains,
     normalise_targets,
-    parse_target_file,
     plan_chunks,
 )
 from tests.conftest import conn_json
