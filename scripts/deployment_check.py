@@ -509,7 +509,7 @@ def planned_requests(targets: list[str]) -> int:
 
 
 def main_dag_targets() -> list[str]:
-    from airflow_provider_dataforseo.targets import parse_target_file
+    from airflow_provider_dataforseo.sources import parse_target_file
 
     return parse_target_file((DAGS / "data" / "top_sites_targets.txt").read_text(encoding="utf-8"))
 

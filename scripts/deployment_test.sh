@@ -10,15 +10,13 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 PYTHON=${PYTHON:-python3}
 
-if ! command -v redis-server >/dev/null 2>&1 || [ ! -x /usr/lib/postgresql/15/bin/initdb ] \
-  && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  echo "deployment-test: installing Debian's postgresql and redis-server" >&2
+NEED=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || NEED+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || NEED+=(redis-server)
+if [ "${#NEED[@]}" -gt 0 ]; then
+  echo "deployment-test: installing Debian's ${NEED[*]}" >&2
   apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server >/dev/null
-fi
-if ! command -v redis-server >/dev/null 2>&1; then
-  apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${NEED[@]}" >/dev/null
 fi
 PG_BINDIR=$(dirname "$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
 
@@ -41,6 +39,10 @@ stop_all() {
     sleep 0.5
   done
   while read -r pid name; do kill -KILL -- "-$pid" 2>/dev/null || true; done <"$WORK/pids"
+  # keep the logs and the summary; drop the bulk (DATAFORSEO_DEPLOYMENT_KEEP=1 keeps everything)
+  if [ "${DATAFORSEO_DEPLOYMENT_KEEP:-0}" != "1" ]; then
+    rm -rf "$WORK/venv" "$WORK/pgdata" "$WORK/output"
+  fi
 }
 trap stop_all EXIT
 trap 'exit 130' INT TERM
