@@ -537,6 +537,21 @@ def start_fetches(dep: Deployment, args: argparse.Namespace) -> dict[str, Any]:
     return {"main_manual": manual, "at_scale": at_scale}
 
 
+def mid_fetch(dep: Deployment, run_id: str, ti: dict[str, Any]) -> bool:
+    """Whether the task's log shows it between its first stored reply and its last: some of its
+    requests are paid and stored, others in flight (a group holds more requests than the 10 a
+    task keeps in flight)."""
+    path = (
+        dep.work / "airflow-home" / "logs" / f"dag_id={AT_SCALE_DAG}" / f"run_id={run_id}" / "task_id=fetch"
+        / f"map_index={ti['map_index']}" / f"attempt={ti['try_number']}.log"
+    )  # fmt: skip
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return False
+    return '"event":"Request ' in text and '"event":"Done:' not in text
+
+
 def crash_a_worker(dep: Deployment, run_id: str) -> dict[str, Any]:
     """SIGKILL the main process of a Celery worker while one of its mapped fetches has requests
     in flight, once each worker has finished a mapped fetch (so both are seen working); return
@@ -550,7 +565,7 @@ def crash_a_worker(dep: Deployment, run_id: str) -> dict[str, Any]:
             return None  # not yet: wait until both workers finished one (or few tasks are left)
         for ti in left:
             host = ti.get("hostname") or ""
-            if ti["state"] == "running" and host.startswith("worker-"):
+            if ti["state"] == "running" and host.startswith("worker-") and mid_fetch(dep, run_id, ti):
                 stats = dep.stats()
                 if stats["in_flight"] > 0:
                     return {"ti": ti, "stats": stats}
@@ -757,8 +772,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-bindir", default="/usr/lib/postgresql/15/bin")
     parser.add_argument("--latency", type=float, default=2.0, help="emulator seconds per request")
     parser.add_argument("--stages", default="crash,alert", help="comma-separated: crash,alert")
-    parser.add_argument("--at-scale-targets", type=int, default=60_000, help="n_targets of the at-scale run")
-    parser.add_argument("--requests-per-group", type=int, default=5, help="requests per mapped task")
+    parser.add_argument("--at-scale-targets", type=int, default=90_000, help="n_targets of the at-scale run")
+    parser.add_argument(
+        "--requests-per-group",
+        type=int,
+        default=15,
+        help="requests per mapped task: more than the 10 it keeps in flight, so a crash finds some stored",
+    )
     args = parser.parse_args(argv)
     work: Path = args.work.resolve()
     (work / "logs").mkdir(parents=True, exist_ok=True)
