@@ -295,6 +295,10 @@ def environment(work: Path, ports: dict[str, int]) -> dict[str, str]:
             # a crashed worker's tasks are found after this (default 300 s; short for the test)
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "40",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+            # a task the killed worker had received but not started stays "queued" (no heartbeat
+            # yet) until this (default 600 s, checked every 120 s); then it is retried
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "90",
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "10",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
             "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
             "AIRFLOW_CONN_DATAFORSEO_DEFAULT": json.dumps(conn),
