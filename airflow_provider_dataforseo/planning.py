@@ -8,7 +8,7 @@ The pattern (see ``example_dags/example_dataforseo_at_scale.py``)::
     plan (one task)  ->  fetch.partial(...).expand(chunk_group=plan.output)  ->  merge (one task)
 
 1. :func:`plan_chunk_groups` plans ALL targets at once with
-   :func:`~airflow_provider_dataforseo.targets.plan_chunks` (so the request count is the global
+   :func:`~airflow_provider_dataforseo.chunks.plan_chunks` (so the request count is the global
    plan's, close to ``max(ceil(n/1000), ceil(main_domains/100))``), then cuts the list of chunks
    into consecutive *groups* of about ``requests_per_group`` requests each, never more than
    ``max_groups`` groups (Airflow's ``[core] max_map_length``, 1024 by default): one mapped task
@@ -43,13 +43,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from airflow_provider_dataforseo import api
+from airflow_provider_dataforseo.chunks import lower_bound, plan_chunks
 from airflow_provider_dataforseo.targets import (
     TargetSet,
     count_main_domains,
-    lower_bound,
     normalise_distinct,
     normalise_target,
-    plan_chunks,
 )
 
 #: Airflow's default ``[core] max_map_length``: a task can be mapped into at most this many instances.
@@ -197,7 +196,7 @@ def plan_chunk_groups(
     """Plan normalised targets into requests, then into groups for mapped tasks.
 
     Every target lands in exactly one chunk of exactly one group; every chunk holds at most 1000
-    targets from at most 100 main domains (:func:`~airflow_provider_dataforseo.targets.plan_chunks`);
+    targets from at most 100 main domains (:func:`~airflow_provider_dataforseo.chunks.plan_chunks`);
     there are at most ``max_groups`` groups.
 
     :param targets: normalised, distinct targets (see :func:`normalise_stream`).

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_dataforseo import api
+from airflow_provider_dataforseo.chunks import plan_chunks
 from airflow_provider_dataforseo.exceptions import InvalidTargetsError
 from airflow_provider_dataforseo.planning import (
     DEFAULT_MAX_MAP_LENGTH,
@@ -29,7 +30,6 @@ from airflow_provider_dataforseo.sources import parse_target_file, read_target_l
 from airflow_provider_dataforseo.targets import (
     count_main_domains,
     normalise_targets,
-    plan_chunks,
     target_main_domain,
 )
 from tests.conftest import REPO

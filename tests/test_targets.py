@@ -13,17 +13,16 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from airflow_provider_dataforseo.chunks import lower_bound, plan_chunks
 from airflow_provider_dataforseo.exceptions import InvalidTargetsError
 from airflow_provider_dataforseo.sources import coerce_targets, is_storage_uri, is_target, parse_target_file
 from airflow_provider_dataforseo.targets import (
     MAX_TARGET_LENGTH,
     TargetSet,
     count_main_domains,
-    lower_bound,
     main_domain,
     normalise_target,
     normalise_targets,
-    plan_chunks,
     target_host,
     target_main_domain,
 )

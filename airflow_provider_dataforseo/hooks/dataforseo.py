@@ -21,6 +21,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from requests.adapters import HTTPAdapter
 
 from airflow_provider_dataforseo import __version__, api
+from airflow_provider_dataforseo.chunks import lower_bound
 from airflow_provider_dataforseo.exceptions import (
     DataForSeoError,
     DataForSeoInvalidRequestError,
@@ -30,7 +31,7 @@ from airflow_provider_dataforseo.exceptions import (
 )
 from airflow_provider_dataforseo.ratelimit import RequestLimiter
 from airflow_provider_dataforseo.responses import TaskResult, decode_reply, parse_task_response
-from airflow_provider_dataforseo.targets import count_main_domains, lower_bound
+from airflow_provider_dataforseo.targets import count_main_domains
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +269,7 @@ class DataForSeoHook(BaseHook):
         Cost: 0.02 USD per request plus 0.00003 USD per returned item (DataForSEO pricing).
 
         :param targets: 1 to 1000 NORMALISED targets from at most 100 main domains (see
-            :func:`airflow_provider_dataforseo.targets.plan_chunks`).
+            :func:`airflow_provider_dataforseo.chunks.plan_chunks`).
         :param include_subdomains: count backlinks of the targets' subdomains too.
         :param rank_scale: ``"one_thousand"`` (API default, 0-1000) or ``"one_hundred"`` (0-100).
         :param tag: up to 255 characters, echoed back in the task's ``data``.

@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_dataforseo import api
 from airflow_provider_dataforseo.checkpoint import Checkpoint
+from airflow_provider_dataforseo.chunks import lower_bound, plan_chunks
 from airflow_provider_dataforseo.exceptions import InvalidTargetsError
 from airflow_provider_dataforseo.fetch import ChunkOutcome, FetchSummary, Row, fetch_bulk_pages_summary
 from airflow_provider_dataforseo.hooks.dataforseo import (
@@ -32,8 +33,6 @@ from airflow_provider_dataforseo.sources import parse_roots
 from airflow_provider_dataforseo.targets import (
     TargetSet,
     count_main_domains,
-    lower_bound,
-    plan_chunks,
 )
 from airflow_provider_dataforseo.targets_io import is_literal
 from airflow_provider_dataforseo.targets_io import read_targets as _read_targets

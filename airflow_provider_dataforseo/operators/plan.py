@@ -28,6 +28,7 @@ from airflow.sdk import BaseOperator, ObjectStoragePath, conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_dataforseo import api
+from airflow_provider_dataforseo.chunks import lower_bound
 from airflow_provider_dataforseo.exceptions import InvalidTargetsError
 from airflow_provider_dataforseo.planning import (
     DEFAULT_MAX_MAP_LENGTH,
@@ -36,7 +37,7 @@ from airflow_provider_dataforseo.planning import (
     write_chunk_groups,
 )
 from airflow_provider_dataforseo.sources import parse_roots
-from airflow_provider_dataforseo.targets import count_main_domains, lower_bound
+from airflow_provider_dataforseo.targets import count_main_domains
 from airflow_provider_dataforseo.targets_io import is_literal, read_targets_streaming
 
 __all__ = [
