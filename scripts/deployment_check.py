@@ -507,7 +507,8 @@ def check_rows(checks: Checks, what: str, rows: list[str], expected: set[str]) -
 
 def planned_requests(targets: list[str]) -> int:
     """How many requests the operator plans for ``targets`` (the same planning it uses)."""
-    from airflow_provider_dataforseo.targets import normalise_targets, plan_chunks
+    from airflow_provider_dataforseo.chunks import plan_chunks
+    from airflow_provider_dataforseo.targets import normalise_targets
 
     return len(plan_chunks(normalise_targets(targets).targets))
 
