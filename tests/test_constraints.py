@@ -46,7 +46,9 @@ def test_constraints_satisfy_the_package_requirements() -> None:
     for spec in project["dependencies"]:
         requirement = Requirement(spec.split("#", 1)[0].strip())
         name = re.sub(r"[-_.]+", "-", requirement.name).lower()
-        assert name in pins, f"{name} (a dependency of the provider) is not pinned"
+        assert name in pins, (
+            f"{name} (a dependency of the provider) is not pinned: regenerate the file (see its header)"
+        )
         assert requirement.specifier.contains(pins[name]), (name, str(pins[name]), str(requirement.specifier))
     assert pins["apache-airflow"] == pins["apache-airflow-core"]
     assert "airflow-provider-dataforseo" not in pins  # the provider itself is installed from source
