@@ -64,6 +64,8 @@ def broken_backlinks_report(manifest: dict[str, Any], top: int = 10) -> dict[str
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["dataforseo", "example"],
+    # a task on a worker that dies is retried once the scheduler finds it (heartbeat timeout)
+    default_args={"retries": 3, "retry_delay": pendulum.duration(minutes=1)},
     doc_md=__doc__,
 )
 def example_dataforseo_asset_consumer() -> None:

@@ -130,6 +130,10 @@ def example_dataforseo_backlinks_alert() -> None:
         poke_interval=POKE_SECONDS,
         timeout=TIMEOUT_SECONDS,
         soft_fail=True,
+        pool="dataforseo",  # its one request in flight counts against the fetches' pool
+        pool_slots=1,
+        retries=2,
+        retry_delay=pendulum.duration(minutes=5),
     )
 
     # the changes are in the sensor's XCom: a failed send is retried without checking again
