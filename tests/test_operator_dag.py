@@ -107,6 +107,7 @@ def test_object_storage_output_and_manifest_and_retry_overwrites(emulator: Any, 
         "missing_targets": len(target_set) - len(known),
         "unmatched_items": 0,
         "rejected_targets": [],
+        "cost_upper_bound_usd": manifest["cost_usd"],  # every reply was read: the bound is the cost
     }
     assert n_requests == 15  # 1500 main domains -> 15 requests of <= 100 main domains
     assert sorted(row["target"] for row in rows) == sorted(known)
