@@ -78,7 +78,7 @@ def test_an_attempt_that_could_pass_the_cap_is_refused_and_not_recorded(tmp_path
     first.close()
     second = SpendLedger(path, owner=OWNER, max_cost_usd=0.05)
     second.settle(second.begin(BOUND_100, "r"), 0.0222)  # 0.0222 + 0.023 <= 0.05
-    with pytest.raises(CostLimitExceededError, match=r"a request of 100 targets .*over max_cost_usd=0\.05000"):
+    with pytest.raises(CostLimitExceededError, match=r"a request of 100 targets .*max_cost_usd=0\.05000"):
         second.begin(BOUND_100, "a request of 100 targets")
     second.close()
     assert _doc(path)["open"] == {} and SpendLedger(path, owner=OWNER).settled_usd == 0.0444
