@@ -203,17 +203,32 @@ class BulkPagesSummaryOperator(BaseOperator):
     - With ``output_path`` the rows are written as JSON Lines (a ``.jsonl`` path is the file; any
       other path is a folder that gets ``bulk_pages_summary.jsonl`` and ``manifest.json``), and the
       manifest ``{"uri", "targets", "items", "requests", "cost_usd", "missing_targets",
-      "unmatched_items", "rejected_targets"}`` is returned. Each finished chunk is stored at once
-      in a checkpoint beside the rows file (:mod:`~airflow_provider_dataforseo.checkpoint`); a
-      retry of the task fetches only the chunks still missing, and the rows file is written from
-      the chunks once all are done, so it holds every row exactly once, as a clean run would.
+      "unmatched_items", "rejected_targets", "cost_upper_bound_usd"}`` is returned. Each finished
+      chunk is stored at once in a checkpoint beside the rows file
+      (:mod:`~airflow_provider_dataforseo.checkpoint`); a retry of the task fetches only the chunks
+      still missing, and the rows file is written from the chunks once all are done, so it holds
+      every row exactly once, as a clean run would. A retry (or clear) of a task instance whose
+      work was finished returns the finished manifest without a request.
+    - One writer per rows file: a try holds a lock beside it; another task instance writing the
+      same file at the same time fails at once naming the owner (dag, run, task, map index). A
+      mapped task whose ``output_path`` template does not mention ``map_index`` writes
+      ``bulk_pages_summary-<map index>.jsonl`` (``<name>-<map index>.jsonl`` for a ``.jsonl``
+      path), so mapped tasks never share a rows file. Paths of the wrong kind (a folder where the
+      rows file is meant, a file where a folder is) fail before the first request.
+
+    Spend: every HTTP attempt is written to the task instance's spend ledger before it is sent
+    (:mod:`~airflow_provider_dataforseo.ledger`), in the checkpoint folder with ``output_path``, or
+    under ``state_root`` without. ``cost_usd`` is what the stored replies report;
+    ``cost_upper_bound_usd`` adds every reply the API may have charged but no try stored (lost in
+    a crash or a timeout), at 0.02 USD + 0.00003 USD per target each.
 
     Faults: a 40501 refusing ``targets`` is narrowed down by bisection and the refused targets are
     reported (``rejected_targets``) instead of failing the chunk; an incomplete reply is topped up.
     ``max_cost_usd`` refuses to start when the estimate exceeds it and stops before any request
-    that could exceed it. Requests in flight (``max_active_requests``) and per minute
-    (``requests_per_minute``) are capped for all threads of the task; across tasks, use an Airflow
-    pool (e.g. ``pool="dataforseo"`` with 30 slots and ``pool_slots=max_active_requests``).
+    that could exceed it, over every try of the task instance. Requests in flight
+    (``max_active_requests``) and per minute (``requests_per_minute``) are capped for all threads
+    of the task; across tasks, use an Airflow pool (e.g. ``pool="dataforseo"`` with 30 slots and
+    ``pool_slots=max_active_requests``).
 
     A target without an item is counted in ``missing_targets`` and named in the log; it never
     becomes a row of zeros. Permanent API errors (credentials, payment, invalid request) and bad
@@ -237,11 +252,19 @@ class BulkPagesSummaryOperator(BaseOperator):
     :param dataforseo_conn_id: the DataForSEO connection.
     :param max_active_requests: requests in flight at once, 1-30 (the API allows 30 per account).
     :param hook_params: extra keyword arguments for :class:`DataForSeoHook` (timeouts, retries).
-    :param max_cost_usd: the most the task may spend, USD (every try included), or ``None``: refuse
-        to start when the estimate (requests x 0.02 + targets x 0.00003) exceeds it, and stop before
-        a request that could exceed it (the task then fails without Airflow retries).
+    :param max_cost_usd: the most the task instance may spend, USD, over every try (counted by the
+        spend ledger at the upper bound), or ``None``: refuse to start when what earlier tries may
+        have spent plus the estimate (requests x 0.02 + targets x 0.00003) exceeds it, and stop
+        before an attempt that could exceed it (the task then fails without Airflow retries).
+        Merging chunks already paid for is never refused. Without ``output_path`` it needs
+        ``state_root`` (refused at parse time otherwise).
     :param requests_per_minute: the task's per-minute budget of HTTP requests (retries included),
         default 1800, below the API's 2000.
+    :param state_root: where task instances without ``output_path`` keep their spend ledger: an
+        ObjectStoragePath URI of a folder every worker shares (``s3://conn@bucket/state/``, or
+        ``file:///...`` on one machine). Default: ``[dataforseo] state_root``
+        (``AIRFLOW__DATAFORSEO__STATE_ROOT``), else none. Ledgers not written for 30 days are
+        removed by the next try of their task.
     :param chunk_group: (templated) instead of ``targets``: one group of already planned requests,
         as :func:`~airflow_provider_dataforseo.operators.plan.plan_bulk_pages_summary` returns them
         (a descriptor ``{"uri", ...}``, an inline group, or a group file URI), posted exactly as
