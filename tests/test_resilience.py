@@ -251,7 +251,11 @@ def _assert_no_duplicates(lines: list[str]) -> None:
 
 
 def _only_results(out: Path) -> None:
-    assert sorted(p.name for p in out.iterdir()) == ["bulk_pages_summary.jsonl", "manifest.json"]
+    names = ["bulk_pages_summary.jsonl", "bulk_pages_summary.jsonl.checkpoint", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == names
+    # the chunks are gone; the completion marker, the run's name and the spend ledger stay
+    marker = out / "bulk_pages_summary.jsonl.checkpoint"
+    assert sorted(p.name for p in marker.iterdir()) == ["done.json", "ledger.json", "run.json"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,7 +279,7 @@ def test_each_fault_kind_ends_with_exactly_the_rows_of_a_fault_free_run(
     assert injected >= 3
     assert result.lines == baseline.lines  # row by row, in the same order, none lost or doubled
     _same_manifest(result.manifest, baseline.manifest)
-    _only_results(tmp_path)  # the checkpoint is gone after success
+    _only_results(tmp_path)  # the chunks' parts are gone after success
     assert result.limiter.started == result.requests  # every attempt went through the limiter
     assert result.limiter.peak_in_flight <= 8
     if kind in UNCHARGED:
