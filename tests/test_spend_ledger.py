@@ -203,3 +203,30 @@ def test_clear_keeps_the_writers_lock(tmp_path: Path) -> None:
     old.load()
     assert Checkpoint(rows_path, CHUNKS, OPTIONS, run=RUN_B.key).load() == {}
     assert lock.holds()
+
+
+def test_on_s3_the_lock_is_a_conditional_create_and_a_second_writer_is_refused(
+    moto_s3: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """s3fs sends ``If-None-Match: *`` for an exclusive create; S3 (and moto) answer 412 to the second."""
+    import boto3
+    from airflow.sdk import ObjectStoragePath
+
+    from tests.conftest import aws_conn_json
+
+    monkeypatch.setenv("AIRFLOW_CONN_LOCK_S3", aws_conn_json(moto_s3))
+    boto3.client(
+        "s3",
+        endpoint_url=moto_s3,
+        region_name="us-east-1",
+        aws_access_key_id="testing-key-id",
+        aws_secret_access_key="testing-secret-key",
+    ).create_bucket(Bucket="locks")
+    folder = ObjectStoragePath("s3://lock_s3@locks/run/rows.jsonl.checkpoint")
+    first = WriterLock(folder, RUN_A, "s3://locks/run/rows.jsonl")
+    first.acquire()
+    with pytest.raises(PathInUseError, match="run 'run-A'"):
+        WriterLock(folder, RUN_B, "s3://locks/run/rows.jsonl").acquire()
+    assert first.holds()
+    first.release()
+    assert not (folder / "lock.json").exists()
