@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_dataforseo import api
 from airflow_provider_dataforseo.checkpoint import Checkpoint, Owner, PathInUseError, WriterLock
+from airflow_provider_dataforseo.chunks import lower_bound, plan_chunks
 from airflow_provider_dataforseo.exceptions import DataForSeoError, InvalidTargetsError
 from airflow_provider_dataforseo.fetch import ChunkOutcome, FetchSummary, Row, fetch_bulk_pages_summary
 from airflow_provider_dataforseo.hooks.dataforseo import (
@@ -29,7 +30,7 @@ from airflow_provider_dataforseo.ledger import (
     ledger_path,
     prune_ledgers,
 )
-from airflow_provider_dataforseo.planning import load_chunk_group, normalise_stream, read_target_lines
+from airflow_provider_dataforseo.planning import load_chunk_group
 from airflow_provider_dataforseo.ratelimit import (
     DEFAULT_REQUESTS_PER_MINUTE,
     CostLimitExceededError,
@@ -39,15 +40,13 @@ from airflow_provider_dataforseo.ratelimit import (
     estimate_cost_usd,
     request_cost_bound_usd,
 )
+from airflow_provider_dataforseo.sources import parse_roots
 from airflow_provider_dataforseo.targets import (
     TargetSet,
-    coerce_targets,
     count_main_domains,
-    is_storage_uri,
-    lower_bound,
-    normalise_targets,
-    plan_chunks,
 )
+from airflow_provider_dataforseo.targets_io import is_literal
+from airflow_provider_dataforseo.targets_io import read_targets as _read_targets
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -73,31 +72,39 @@ def default_state_root() -> str | None:
     ``output_path`` keep the spend ledger of each task instance.
     """
     value = conf.get(CONFIG_SECTION, STATE_ROOT_OPTION, fallback=None)
-    return str(value).strip() or None if value is not None else None
+    if value is None:
+        return None
+    return str(value).strip() or None
 
 
 def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def read_targets(value: object) -> TargetSet:
+#: Missing targets listed in the manifest itself; more go to :data:`MISSING_FILE_NAME` beside it.
+MAX_LISTED_MISSING = 100
+#: Name of the file of every missing target (one original input per line) beside the manifest.
+MISSING_FILE_NAME = "missing_targets.txt"
+
+
+def read_targets(value: object, **options: Any) -> TargetSet:
     """Resolve a rendered ``targets`` argument into a validated :class:`TargetSet`.
 
-    :param value: a list of targets, a string that renders a list, newline- or comma-separated
-        text, or the URI of a text/CSV file in object storage (``file:///...``, ``s3://...``; one
-        target per line, header/blank/``#`` lines skipped).
+    :param value: a list or any sequence of strings (a generator, a mapped task's
+        ``LazyXComSequence``), a string that renders a list, text (one or more lines of targets
+        separated by commas, tabs or semicolons), or the URI of a text/CSV file (plain or gzip,
+        any encoding) or sitemap (see :mod:`airflow_provider_dataforseo.sources`).
+    :param options: ``column``, ``encoding``, ``allowed_roots``, ``trusted`` (see
+        :func:`~airflow_provider_dataforseo.targets_io.read_targets_streaming`).
     :return: the normalised, de-duplicated targets. A file is streamed line by line. Either way
         ``inputs`` only lists the targets given in another form or more than once (any other
         target's one input is itself: read them with ``TargetSet.inputs_of(target)``), so
         1,000,000 targets do not hold every input twice.
-    :raises InvalidTargetsError: listing every bad entry.
+    :raises InvalidTargetsError: listing every bad entry with its file line or list position.
+    :raises TargetSourceError: a file outside the allowed roots, missing, a folder, or unreadable.
     :raises TypeError: for a value of an unsupported type.
-    :raises FileNotFoundError: when the file URI names no file.
     """
-    if is_storage_uri(value):
-        with ObjectStoragePath(str(value).strip()).open("r", encoding="utf-8") as handle:  # type: ignore[no-untyped-call]
-            return normalise_stream(read_target_lines(handle)).target_set()
-    return normalise_targets(coerce_targets(value))
+    return _read_targets(value, **options)
 
 
 def storage_path(uri: str) -> ObjectStoragePath:
@@ -230,6 +237,10 @@ class BulkPagesSummaryOperator(BaseOperator):
     of the task; across tasks, use an Airflow pool (e.g. ``pool="dataforseo"`` with 30 slots and
     ``pool_slots=max_active_requests``).
 
+    The manifest also names the targets without data as the user wrote them:
+    ``missing_target_list`` (up to :data:`MAX_LISTED_MISSING`) and, when there are more,
+    ``missing_targets_uri``, a ``missing_targets.txt`` beside the manifest listing every one.
+
     A target without an item is counted in ``missing_targets`` and named in the log; it never
     becomes a row of zeros. Permanent API errors (credentials, payment, invalid request) and bad
     input fail the task without Airflow retries; transient errors are retried by the hook, then by
@@ -241,8 +252,17 @@ class BulkPagesSummaryOperator(BaseOperator):
     :meth:`get_openlineage_facets_on_complete` reports the endpoint as input and the rows file as
     output.
 
-    :param targets: (templated) a list of targets, a text of them, or a file URI (see
+    :param targets: (templated) a list or any sequence of targets (an upstream task's output, a
+        mapped task's ``LazyXComSequence``), a text of them, or the URI of a file or sitemap (see
         :func:`read_targets`).
+    :param targets_column: (templated) the column of a file, text or rows to read: a header name
+        (``"Target URL"``) or a 0-based index (``0`` is the first column).
+    :param targets_encoding: (templated) the file's encoding (``"cp1252"``, ``"utf-16"``); by
+        default from its BOM, else UTF-8, else detected with charset-normalizer.
+    :param allowed_target_roots: URIs under which target files and sitemaps may be read, e.g.
+        ``["file:///data/seo/", "s3://aws_default@bucket/lists/"]`` (not templated: a run's params
+        cannot widen it), together with ``[dataforseo] allowed_target_roots``. With neither set, only a
+        file URI written literally in the DAG is read; one from a template, params or XCom is refused.
     :param include_subdomains: (templated) count backlinks of the targets' subdomains too (API
         default True); a rendered ``"True"``/``"false"``/``"1"``/``"0"`` is accepted.
     :param rank_scale: ``"one_thousand"`` (0-1000, API default) or ``"one_hundred"`` (0-100).
@@ -272,7 +292,15 @@ class BulkPagesSummaryOperator(BaseOperator):
         each mapped task its own ``output_path`` (e.g. ending in ``part-{{ ti.map_index }}/``).
     """
 
-    template_fields: Sequence[str] = ("targets", "tag", "output_path", "chunk_group", "include_subdomains")
+    template_fields: Sequence[str] = (
+        "targets",
+        "tag",
+        "output_path",
+        "chunk_group",
+        "include_subdomains",
+        "targets_column",
+        "targets_encoding",
+    )
     template_ext: Sequence[str] = ()
     ui_color = "#1a73e8"
 
@@ -290,10 +318,17 @@ class BulkPagesSummaryOperator(BaseOperator):
         hook_params: dict[str, Any] | None = None,
         max_cost_usd: float | None = None,
         requests_per_minute: int = DEFAULT_REQUESTS_PER_MINUTE,
+        targets_column: int | str | None = None,
+        targets_encoding: str | None = None,
+        allowed_target_roots: Sequence[str] | str | None = None,
         state_root: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.targets_column = targets_column
+        self.targets_encoding = targets_encoding
+        self.allowed_target_roots = parse_roots(allowed_target_roots)
+        self._targets_literal = is_literal(targets)  # before rendering: written in the DAG file
         if (
             isinstance(max_active_requests, bool)
             or not isinstance(max_active_requests, int)
@@ -343,6 +378,7 @@ class BulkPagesSummaryOperator(BaseOperator):
         self._rows_uri: str | None = None  # where the last fetch wrote rows
         self._run_key: str | None = None  # "<dag_id>/<task_id>/<run_id>/<map_index>" of this run
         self._owner = Owner(None, None, None, None)
+        self._missing: dict[str, Any] | None = None  # the manifest's list of missing targets
 
     @cached_property
     def hook(self) -> _WriteAheadHook:
@@ -358,7 +394,7 @@ class BulkPagesSummaryOperator(BaseOperator):
             self.include_subdomains = as_bool(self.include_subdomains, "include_subdomains")
         except ValueError as exc:
             raise AirflowFailException(f"{exc}. Nothing was sent.") from exc
-        self._summary, self._rows_uri, self._manifest = None, None, None
+        self._summary, self._rows_uri, self._missing, self._manifest = None, None, None, None
         self.__dict__.pop("hook", None)  # a fresh hook and limiter for every try
         ti = context.get("ti")
         # every try of this task instance resumes from its checkpoint; no other run does
@@ -377,7 +413,9 @@ class BulkPagesSummaryOperator(BaseOperator):
         if self._manifest is not None:
             self._publish_to_outlets(context, self._manifest)
         elif self._summary is not None:
-            self._publish_to_outlets(context, self._summary.manifest(self._rows_uri))
+            manifest = self._summary.manifest(self._rows_uri)
+            manifest.update(self._missing or {})
+            self._publish_to_outlets(context, manifest)
         return result
 
     def on_kill(self) -> None:
@@ -424,12 +462,18 @@ class BulkPagesSummaryOperator(BaseOperator):
         if self.chunk_group is not None:
             return self._fetch_planned(*self._read_chunk_group())
         try:
-            target_set = read_targets(self.targets)
+            target_set = read_targets(
+                self.targets,
+                column=self.targets_column,
+                encoding=self.targets_encoding or None,
+                allowed_roots=self.allowed_target_roots,
+                trusted=self._targets_literal,
+            )
             if self.tag is not None:
                 check_tag(self.tag)
         except (InvalidTargetsError, TypeError, ValueError) as exc:
             raise AirflowFailException(str(exc)) from exc
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, IsADirectoryError) as exc:
             raise AirflowFailException(
                 f"The targets file {self.targets!r} does not exist. Nothing was sent."
             ) from exc
@@ -488,7 +532,8 @@ class BulkPagesSummaryOperator(BaseOperator):
         finally:
             if ledger is not None:
                 ledger.close()
-        self._log_summary(summary, ledger)
+        self._missing = missing_listing(summary, target_set, None)
+        self._log_summary(summary, target_set, ledger)
         return rows
 
     def _xcom_ledger(self) -> SpendLedger | None:
@@ -609,6 +654,8 @@ class BulkPagesSummaryOperator(BaseOperator):
                 )
             rows_bytes = checkpoint.merge()
             manifest = summary.manifest(str(rows_path))
+            self._missing = missing_listing(summary, target_set, manifest_path or rows_path)
+            manifest.update(self._missing)
             ledger.close()
             manifest["cost_upper_bound_usd"] = round(max(ledger.upper_bound_usd, summary.cost_usd), 6)
             if manifest_path is not None:
@@ -616,7 +663,7 @@ class BulkPagesSummaryOperator(BaseOperator):
             checkpoint.finish(manifest, rows_bytes)
             self._manifest = manifest
             self.log.info("Wrote %d rows to %s", summary.items, rows_path)
-            self._log_summary(summary, ledger)
+            self._log_summary(summary, target_set, ledger)
             return manifest
         finally:
             if ledger is not None:
@@ -704,7 +751,16 @@ class BulkPagesSummaryOperator(BaseOperator):
             what=f"the plan of {len(remaining)} requests for {to_send} targets left after earlier tries",
         )
 
-    def _log_summary(self, summary: FetchSummary, ledger: SpendLedger | None = None) -> None:
+    def _log_summary(
+        self, summary: FetchSummary, target_set: TargetSet | None = None, ledger: SpendLedger | None = None
+    ) -> None:
+        """Log the totals; rejected and missing targets as the user wrote them (their inputs)."""
+
+        def named(targets: list[str]) -> list[str]:
+            if target_set is None:
+                return targets
+            return [text for target in targets for text in target_set.inputs_of(target)]
+
         self.log.info(
             "Done: %d requests, %d items, %d targets without data, %d unmatched items, cost %.5f USD",
             summary.requests,
@@ -727,16 +783,41 @@ class BulkPagesSummaryOperator(BaseOperator):
             self.log.warning(
                 "The API refused %d targets (40501), isolated by bisection; no rows for them: %s",
                 len(summary.rejected_targets),
-                ", ".join(summary.rejected_targets[:200]),
+                ", ".join(named(summary.rejected_targets[:200])),
             )
         if summary.missing_targets:
-            shown = summary.missing_targets[:200]
+            shown = named(summary.missing_targets[:200])
             self.log.warning(
                 "No data for %d targets%s: %s",
                 len(summary.missing_targets),
-                " (first 200)" if len(shown) < len(summary.missing_targets) else "",
+                " (first 200)" if len(summary.missing_targets) > 200 else "",
                 ", ".join(shown),
             )
+
+
+def missing_listing(
+    summary: FetchSummary, target_set: TargetSet, beside: ObjectStoragePath | None
+) -> dict[str, Any]:
+    """The manifest's list of the targets without data, as the user wrote them.
+
+    :param summary: the finished fetch.
+    :param target_set: gives each target's original inputs.
+    :param beside: the manifest (or rows file) the list of more than :data:`MAX_LISTED_MISSING`
+        goes beside, as ``missing_targets.txt`` (``<rows>.missing_targets.txt`` beside a ``.jsonl``
+        path); ``None`` (XCom mode): the first ones only.
+    :return: ``{"missing_target_list": [...], "missing_targets_uri": str | None}``: the original
+        inputs of every missing target (all of them when there are at most
+        :data:`MAX_LISTED_MISSING`, else the first ones, and every one in the file).
+    """
+    names = [text for target in summary.missing_targets for text in target_set.inputs_of(target)]
+    uri = None
+    if len(names) > MAX_LISTED_MISSING and beside is not None:
+        own = beside.name == MANIFEST_FILE_NAME
+        name = MISSING_FILE_NAME if own else f"{beside.stem}.{MISSING_FILE_NAME}"
+        path = beside.parent / name
+        path.write_text("".join(f"{text}\n" for text in names), encoding="utf-8")
+        uri = str(path)
+    return {"missing_target_list": names[:MAX_LISTED_MISSING], "missing_targets_uri": uri}
 
 
 def _no_sink(rows: list[Row]) -> None:
