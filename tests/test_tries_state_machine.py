@@ -35,6 +35,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from airflow_provider_dataforseo.checkpoint import Checkpoint, WriterLock
+from airflow_provider_dataforseo.chunks import plan_chunks
 from airflow_provider_dataforseo.emulator import EmulatorConfig, EmulatorServer
 from airflow_provider_dataforseo.emulator.data import summary_item
 from airflow_provider_dataforseo.emulator.faults import FAULT_KINDS
@@ -42,7 +43,7 @@ from airflow_provider_dataforseo.exceptions import DataForSeoError
 from airflow_provider_dataforseo.ledger import SpendLedger
 from airflow_provider_dataforseo.operators.bulk_pages_summary import BulkPagesSummaryOperator
 from airflow_provider_dataforseo.ratelimit import estimate_cost_usd
-from airflow_provider_dataforseo.targets import normalise_targets, plan_chunks
+from airflow_provider_dataforseo.targets import normalise_targets
 from tests.conftest import EMULATOR_LOGIN, EMULATOR_PASSWORD, REPO, conn_json
 
 if TYPE_CHECKING:

@@ -381,7 +381,7 @@ class BulkPagesSummaryOperator(BaseOperator):
         self._missing: dict[str, Any] | None = None  # the manifest's list of missing targets
 
     @cached_property
-    def hook(self) -> _WriteAheadHook:
+    def hook(self) -> DataForSeoHook:
         """The DataForSEO hook, sized for ``max_active_requests`` and limited to ``requests_per_minute``."""
         limiter = RequestLimiter(
             max_in_flight=self.max_active_requests, requests_per_minute=self.requests_per_minute
@@ -703,7 +703,9 @@ class BulkPagesSummaryOperator(BaseOperator):
         try:
             with fail_task_on_permanent_errors(CostLimitExceededError):
                 max_cost = self._cap_for_this_try(stored, remaining, chunks, ledger)
-                self.hook.ledger = ledger
+                hook = self.hook
+                if isinstance(hook, _WriteAheadHook):
+                    hook.ledger = ledger  # every attempt is written to it before it is sent
                 self._summary = fetch_bulk_pages_summary(
                     target_set,
                     chunks,
