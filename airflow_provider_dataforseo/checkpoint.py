@@ -204,6 +204,8 @@ class Checkpoint:
         self.directory = rows_path.parent / f"{rows_path.name}{CHECKPOINT_SUFFIX}"
         self.chunks = [list(chunk) for chunk in chunks]
         self.digests = [chunk_digest(chunk, options) for chunk in self.chunks]
+        #: Key of the whole plan (every chunk, in order): a completion marker is only for it.
+        self.plan_digest = hashlib.sha256(" ".join(self.digests).encode("ascii")).hexdigest()[:32]
         self.run = run
         self._run_written = False
         self._stored_rows: set[int] = set()  # interrupted chunks whose stored rows a save adds to
@@ -327,7 +329,8 @@ class Checkpoint:
         """The manifest of this run's finished work, or ``None`` when there is none to return.
 
         It is returned when ``done.json`` exists, names this checkpoint's run (or no run is
-        given), and the rows file still has the size the marker recorded.
+        given) and plan (the same chunks and options), and the rows file still has the size the
+        marker recorded.
         """
         try:
             marker = json.loads((self.directory / DONE_FILE_NAME).read_text(encoding="utf-8"))
@@ -336,6 +339,9 @@ class Checkpoint:
         if not isinstance(marker, dict) or not isinstance(marker.get("manifest"), dict):
             return None
         if self.run is not None and marker.get("run") != self.run:
+            return None
+        if marker.get("plan") != self.plan_digest:
+            log.info("The work finished beside %s was for another plan: it is done again", self.rows_path)
             return None
         try:
             size = self.rows_path.stat().st_size
@@ -360,6 +366,7 @@ class Checkpoint:
         self.directory.mkdir(parents=True, exist_ok=True)
         marker = {
             "version": FORMAT_VERSION,
+            "plan": self.plan_digest,
             "run": self.run,
             "rows_bytes": rows_bytes,
             "manifest": dict(manifest),

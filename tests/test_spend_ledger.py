@@ -230,3 +230,14 @@ def test_on_s3_the_lock_is_a_conditional_create_and_a_second_writer_is_refused(
     assert first.holds()
     first.release()
     assert not (folder / "lock.json").exists()
+
+
+def test_a_completion_marker_is_only_for_the_plan_it_finished(tmp_path: Path) -> None:
+    rows_path = tmp_path / "rows.jsonl"
+    checkpoint = Checkpoint(rows_path, CHUNKS, OPTIONS, run=RUN_A.key)
+    rows_path.write_text('{"target": "a.com"}\n')
+    checkpoint.finish({"items": 1}, rows_path.stat().st_size)
+    assert Checkpoint(rows_path, CHUNKS, OPTIONS, run=RUN_A.key).finished() == {"items": 1}
+    # the DAG changed its targets or options and the task was cleared: the work is done again
+    assert Checkpoint(rows_path, [["a.com"], ["c.com"]], OPTIONS, run=RUN_A.key).finished() is None
+    assert Checkpoint(rows_path, CHUNKS, {**OPTIONS, "tag": "x"}, run=RUN_A.key).finished() is None
