@@ -395,3 +395,39 @@ def test_a_file_uri_with_percent_escapes_names_the_decoded_folder(tmp_path: Path
     assert not (tmp_path / "SEO%20reports").exists()
     assert manifest["items"] == _known(ONE_REQUEST[:5])
     assert manifest["cost_usd"] >= api.COST_PER_REQUEST_USD
+
+
+@pytest.mark.usefixtures("dataforseo_conn")
+def test_each_attempt_is_settled_released_or_kept_as_possibly_paid(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """Retries inside the hook are attempts too: a reply never read stays counted at its bound."""
+    from airflow_provider_dataforseo.ledger import SpendLedger
+    from airflow_provider_dataforseo.operators.bulk_pages_summary import _WriteAheadHook
+    from airflow_provider_dataforseo.ratelimit import request_cost_bound_usd
+
+    route = f"{emulator.url}/_emulator/fault-injection"
+    targets = normalise_targets(ONE_REQUEST).targets
+    bound = request_cost_bound_usd(len(targets))
+    ledger = SpendLedger(tmp_path / "ledger.json", owner="d/fetch/run-1/-1")
+    hook = _WriteAheadHook("dataforseo_default", **{**FAST, "max_attempts": 2})
+    hook.ledger = ledger
+    try:
+        before = _stats(emulator.url)
+        requests.put(route, json={"rates": {"disconnect": 1.0}}, timeout=5).raise_for_status()
+        with pytest.raises(Exception, match="connection"):
+            hook.bulk_pages_summary(targets)
+        assert ledger.lost_usd == pytest.approx(2 * bound)  # two attempts, both maybe paid
+        requests.put(route, json={"rates": {"status_50301": 1.0}}, timeout=5).raise_for_status()
+        with pytest.raises(Exception, match="50301"):
+            hook.bulk_pages_summary(targets)
+        assert ledger.lost_usd == pytest.approx(2 * bound)  # refused by the API: nothing charged
+        requests.delete(route, timeout=5).raise_for_status()
+        result = hook.bulk_pages_summary(targets)
+    finally:
+        requests.delete(route, timeout=5)
+        hook.close()
+    assert ledger.settled_usd == result.cost_usd
+    spent = round(_stats(emulator.url)["spent_usd"] - before["spent_usd"], 5)
+    assert result.cost_usd <= spent <= ledger.upper_bound_usd  # the disconnected replies were charged
+    assert ledger.open_usd == 0
