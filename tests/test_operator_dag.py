@@ -109,6 +109,8 @@ def test_object_storage_output_and_manifest_and_retry_overwrites(emulator: Any, 
         "unmatched_items": 0,
         "rejected_targets": [],
         "cost_upper_bound_usd": manifest["cost_usd"],  # every reply was read: the bound is the cost
+        "missing_target_list": manifest["missing_target_list"],  # checked in test_sources_dag.py
+        "missing_targets_uri": manifest["missing_targets_uri"],
     }
     assert n_requests == 15  # 1500 main domains -> 15 requests of <= 100 main domains
     assert sorted(row["target"] for row in rows) == sorted(known)
