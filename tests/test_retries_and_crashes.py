@@ -431,3 +431,27 @@ def test_each_attempt_is_settled_released_or_kept_as_possibly_paid(
     spent = round(_stats(emulator.url)["spent_usd"] - before["spent_usd"], 5)
     assert result.cost_usd <= spent <= ledger.upper_bound_usd  # the disconnected replies were charged
     assert ledger.open_usd == 0
+
+
+@pytest.mark.parametrize(
+    ("template", "rows", "manifest"),
+    [
+        ("{base}/out/", "out/bulk_pages_summary-3.jsonl", "out/manifest-3.json"),
+        ("{base}/rows.jsonl", "rows-3.jsonl", None),
+        ("{base}/part-{{{{ ti.map_index }}}}/", "part-3/bulk_pages_summary.jsonl", "part-3/manifest.json"),
+    ],
+)
+def test_a_mapped_task_gets_its_own_file_unless_its_template_names_the_map_index(
+    tmp_path: Path, template: str, rows: str, manifest: str | None
+) -> None:
+    from airflow_provider_dataforseo.checkpoint import Owner
+
+    raw = template.format(base=tmp_path.as_uri())
+    operator = BulkPagesSummaryOperator(task_id="fetch", targets=["a.com"], output_path=raw)
+    operator.output_path = raw.replace("{{ ti.map_index }}", "3")  # as Airflow renders it
+    operator._owner = Owner("d", "run-1", "fetch", 3, 1)
+    rows_path, manifest_path = operator._storage_paths()
+    assert str(rows_path) == (tmp_path / rows).as_uri()
+    assert (str(manifest_path) if manifest_path is not None else None) == (
+        (tmp_path / manifest).as_uri() if manifest else None
+    )
