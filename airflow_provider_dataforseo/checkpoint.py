@@ -91,6 +91,12 @@ def chunk_digest(chunk: Sequence[str], options: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
+def plan_digest(chunks: Sequence[Sequence[str]], options: Mapping[str, Any]) -> str:
+    """The key of a whole plan: SHA-256 of its chunks' :func:`chunk_digest` in order, 32 hex digits."""
+    digests = " ".join(chunk_digest(chunk, options) for chunk in chunks)
+    return hashlib.sha256(digests.encode("ascii")).hexdigest()[:32]
+
+
 _ENCODER: Final = msgspec.json.Encoder()
 
 
@@ -205,7 +211,7 @@ class Checkpoint:
         self.chunks = [list(chunk) for chunk in chunks]
         self.digests = [chunk_digest(chunk, options) for chunk in self.chunks]
         #: Key of the whole plan (every chunk, in order): a completion marker is only for it.
-        self.plan_digest = hashlib.sha256(" ".join(self.digests).encode("ascii")).hexdigest()[:32]
+        self.plan_digest = plan_digest(self.chunks, options)
         self.run = run
         self._run_written = False
         self._stored_rows: set[int] = set()  # interrupted chunks whose stored rows a save adds to

@@ -335,6 +335,16 @@ def ledger_path(
     return root / _slug(dag_id) / _slug(task_id) / name
 
 
+def finished_path(ledger: StoragePath) -> StoragePath:
+    """Where a task instance without ``output_path`` keeps its finished result, beside its ledger.
+
+    ``<run_id>.<map_index>.ledger.json`` -> ``<run_id>.<map_index>.done.json``.
+    """
+    name = ledger.name
+    stem = name[: -len(".ledger.json")] if name.endswith(".ledger.json") else name
+    return ledger.parent / f"{stem}.done.json"
+
+
 #: A ledger under a state root not written for this long is removed by the next try of its task.
 STATE_RETENTION_SECONDS: Final = 30 * 24 * 3600
 
@@ -342,7 +352,7 @@ STATE_RETENTION_SECONDS: Final = 30 * 24 * 3600
 def prune_ledgers(
     folder: StoragePath, *, keep: StoragePath, older_than_seconds: float = STATE_RETENTION_SECONDS
 ) -> int:
-    """Remove the ledgers in ``folder`` (one task's) last written more than ``older_than_seconds`` ago.
+    """Remove ledgers (and finished results) in ``folder`` (one task's) older than ``older_than_seconds``.
 
     The clean-up rule of a state root: each try of a task removes its task's ledgers older than
     30 days (a retry or clear later than that starts a fresh count). Errors are logged, never
@@ -358,7 +368,8 @@ def prune_ledgers(
         if not folder.exists():
             return 0
         for child in list(folder.iterdir()):
-            if child.name == keep.name or not child.name.endswith(".ledger.json"):
+            own = child.name in (keep.name, finished_path(keep).name)
+            if own or not child.name.endswith((".ledger.json", ".done.json")):
                 continue
             try:
                 if child.stat().st_mtime < cutoff:

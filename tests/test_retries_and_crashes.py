@@ -108,6 +108,16 @@ class DiesAfterFetching(BulkPagesSummaryOperator):
         return result
 
 
+class DiesWhileStoring(BulkPagesSummaryOperator):
+    """Every try is paid for its request, then dies while handing the rows over (nothing kept)."""
+
+    def _fetch(self, target_set: Any, chunks: Any, sink: Any, **kwargs: Any) -> Any:
+        def dying(rows: Any) -> None:
+            raise RuntimeError("the worker was lost while storing the rows")
+
+        return super()._fetch(target_set, chunks, dying, **kwargs)
+
+
 def _capturing_dag(dag_id: str, operator: type[BulkPagesSummaryOperator], **kwargs: Any) -> DAG:
     with DAG(dag_id, schedule=None, start_date=START, catchup=False) as dag:
         fetch = operator(task_id="fetch", retry_delay=timedelta(0), hook_params=FAST, **kwargs)
@@ -131,7 +141,7 @@ def test_xcom_mode_cap_holds_over_three_tries(emulator: EmulatorServer, tmp_path
     before = _stats(emulator.url)
     dag = _capturing_dag(
         "xcom_cap_over_tries",
-        DiesAfterFetching,
+        DiesWhileStoring,
         targets=ONE_REQUEST,
         max_cost_usd=0.05,
         retries=2,
@@ -145,6 +155,26 @@ def test_xcom_mode_cap_holds_over_three_tries(emulator: EmulatorServer, tmp_path
     assert spent == pytest.approx(2 * (0.02 + _known(ONE_REQUEST) * 0.00003)) and spent <= 0.05
     ledgers = list((tmp_path / "state").rglob("*.ledger.json"))
     assert len(ledgers) == 1 and json.loads(ledgers[0].read_text())["tries"] == 3
+
+
+@pytest.mark.usefixtures("airflow_db", "dataforseo_conn")
+def test_xcom_mode_retry_after_the_work_was_done_returns_the_rows_without_a_request(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    before = _stats(emulator.url)
+    dag = _capturing_dag(
+        "xcom_done_then_died", DiesAfterFetching, die_on_tries=1, targets=ONE_REQUEST, retries=1,
+        state_root=tmp_path.as_uri() + "/state/",
+    )  # fmt: skip
+    ti = _fetch_ti(run_dag(dag))
+    assert (str(ti.state), ti.try_number) == ("success", 2)
+    assert _stats(emulator.url)["api_requests"] - before["api_requests"] == 1  # the retry sent nothing
+    rows = CAPTURED["xcom_done_then_died"]
+    assert len(rows) == _known(ONE_REQUEST) and len({row["target"] for row in rows}) == len(rows)
+    assert sorted(p.name.rsplit(".", 2)[-2] for p in (tmp_path / "state").rglob("*.json")) == [
+        "done",
+        "ledger",
+    ]
 
 
 def test_xcom_mode_cap_without_a_place_for_the_ledger_is_refused_at_parse_time(

@@ -17,6 +17,7 @@ from airflow_provider_dataforseo.ledger import (
     LedgerClosedError,
     LedgerError,
     SpendLedger,
+    finished_path,
     ledger_path,
     prune_ledgers,
 )
@@ -120,14 +121,16 @@ def test_old_ledgers_are_pruned_by_the_next_try_of_their_task(tmp_path: Path) ->
     keep = ledger_path(tmp_path, "dag", "fetch", "run-3", -1)
     old = ledger_path(tmp_path, "dag", "fetch", "run-1", -1)
     recent = ledger_path(tmp_path, "dag", "fetch", "run-2", -1)
-    for path in (keep, old, recent):
+    old_done, own_done = finished_path(old), finished_path(keep)
+    for path in (keep, old, recent, old_done, own_done):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("{}")
     month_ago = time.time() - 31 * 24 * 3600
-    os.utime(old, (month_ago, month_ago))
-    os.utime(keep, (month_ago, month_ago))
-    assert prune_ledgers(keep.parent, keep=keep) == 1
-    assert sorted(p.name for p in keep.parent.iterdir()) == sorted([keep.name, recent.name])
+    for path in (old, keep, old_done, own_done):
+        os.utime(path, (month_ago, month_ago))
+    assert own_done.name == keep.name.replace(".ledger.json", ".done.json")
+    assert prune_ledgers(keep.parent, keep=keep) == 2
+    assert sorted(p.name for p in keep.parent.iterdir()) == sorted([keep.name, own_done.name, recent.name])
 
 
 # -- the writer's lock ---------------------------------------------------------------------------

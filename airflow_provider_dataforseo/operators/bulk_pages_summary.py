@@ -12,7 +12,13 @@ from airflow.sdk import Asset, BaseOperator, ObjectStoragePath, conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_dataforseo import api
-from airflow_provider_dataforseo.checkpoint import Checkpoint, Owner, PathInUseError, WriterLock
+from airflow_provider_dataforseo.checkpoint import (
+    Checkpoint,
+    Owner,
+    PathInUseError,
+    WriterLock,
+    plan_digest,
+)
 from airflow_provider_dataforseo.chunks import lower_bound, plan_chunks
 from airflow_provider_dataforseo.exceptions import DataForSeoError, InvalidTargetsError
 from airflow_provider_dataforseo.fetch import ChunkOutcome, FetchSummary, Row, fetch_bulk_pages_summary
@@ -27,8 +33,10 @@ from airflow_provider_dataforseo.ledger import (
     LEDGER_FILE_NAME,
     LedgerError,
     SpendLedger,
+    finished_path,
     ledger_path,
     prune_ledgers,
+    write_atomically,
 )
 from airflow_provider_dataforseo.planning import load_chunk_group
 from airflow_provider_dataforseo.ratelimit import (
@@ -206,7 +214,8 @@ class BulkPagesSummaryOperator(BaseOperator):
     API's item as returned and ``inputs`` the original strings that normalised to ``target``.
 
     - Without ``output_path`` the rows are returned (XCom); more than :data:`MAX_XCOM_TARGETS`
-      targets are refused before any request.
+      targets are refused before any request. With ``state_root`` they are also kept beside the
+      task instance's ledger, so that a retry after the work was done returns them unsent.
     - With ``output_path`` the rows are written as JSON Lines (a ``.jsonl`` path is the file; any
       other path is a folder that gets ``bulk_pages_summary.jsonl`` and ``manifest.json``), and the
       manifest ``{"uri", "targets", "items", "requests", "cost_usd", "missing_targets",
@@ -526,6 +535,13 @@ class BulkPagesSummaryOperator(BaseOperator):
                 "its spend ledger across tries. Nothing was sent."
             )
         ledger = self._xcom_ledger()
+        done = finished_path(ledger.path) if ledger is not None else None
+        plan = plan_digest(chunks, self._request_options())
+        finished = self._finished_rows(done, plan)
+        if finished is not None:
+            assert ledger is not None
+            ledger.close()
+            return finished
         rows: list[Row] = []
         try:
             summary = self._fetch(target_set, chunks, rows.extend, ledger=ledger)
@@ -533,7 +549,38 @@ class BulkPagesSummaryOperator(BaseOperator):
             if ledger is not None:
                 ledger.close()
         self._missing = missing_listing(summary, target_set, None)
+        if done is not None:  # a retry after a crash past this point returns these rows unsent
+            manifest = {**summary.manifest(None), **self._missing}
+            if ledger is not None:
+                manifest["cost_upper_bound_usd"] = round(max(ledger.upper_bound_usd, summary.cost_usd), 6)
+            record = {"owner": self._run_key, "plan": plan, "manifest": manifest, "rows": rows}
+            write_atomically(done, json.dumps(record, ensure_ascii=False))
         self._log_summary(summary, target_set, ledger)
+        return rows
+
+    def _finished_rows(self, done: Any | None, plan: str) -> list[Row] | None:
+        """The rows an earlier try of this task instance returned for this plan, if it finished."""
+        if done is None:
+            return None
+        try:
+            record = json.loads(done.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            self.log.warning("The finished result %s cannot be read (%s): the work is done again", done, exc)
+            return None
+        if not isinstance(record, dict) or record.get("owner") != self._run_key or record.get("plan") != plan:
+            return None
+        rows, manifest = record.get("rows"), record.get("manifest")
+        if not isinstance(rows, list) or not isinstance(manifest, dict):
+            return None
+        self.log.info(
+            "An earlier try of this task instance finished this work (%s): its %d rows are returned, "
+            "nothing is sent",
+            done,
+            len(rows),
+        )
+        self._manifest = manifest
         return rows
 
     def _xcom_ledger(self) -> SpendLedger | None:
