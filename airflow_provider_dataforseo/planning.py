@@ -365,17 +365,18 @@ def merge_manifests(
         entries (a task that returned nothing) are refused.
     :param uri: where the merged manifest is stored, if it is.
     :return: ``{"uri", "parts", "targets", "items", "requests", "cost_usd", "missing_targets",
-        "unmatched_items", "rejected_targets", "part_uris"}``: sums of the counts, ``cost_usd`` in
-        USD rounded to 1e-6 (and ``cost_upper_bound_usd``, the sum of the parts' bounds, a part
-        without one counting its ``cost_usd``, when any part has one), ``rejected_targets`` the
-        parts' lists joined in order, ``parts`` the number of manifests, ``part_uris`` their
-        ``uri`` in order.
+        "unmatched_items", "rejected_targets", "unresolved_targets", "part_uris"}``: sums of the
+        counts, ``cost_usd`` in USD rounded to 1e-6 (and ``cost_upper_bound_usd``, the sum of the
+        parts' bounds, a part without one counting its ``cost_usd``, when any part has one),
+        ``rejected_targets`` and ``unresolved_targets`` the parts' lists joined in order, ``parts``
+        the number of manifests, ``part_uris`` their ``uri`` in order.
     :raises ValueError: when a manifest is missing or lacks a count.
     """
     totals = dict.fromkeys(_MANIFEST_COUNTS, 0)
     cost = upper = 0.0
     with_bound = False
     rejected: list[str] = []
+    unresolved: list[str] = []
     part_uris: list[str | None] = []
     for number, manifest in enumerate(manifests):
         if not isinstance(manifest, Mapping):
@@ -398,6 +399,10 @@ def merge_manifests(
         if not isinstance(listed, list):
             raise ValueError(f"manifest {number} has no list 'rejected_targets': {listed!r}")
         rejected.extend(listed)
+        unsettled = manifest.get("unresolved_targets", [])
+        if not isinstance(unsettled, list):
+            raise ValueError(f"manifest {number} has no list 'unresolved_targets': {unsettled!r}")
+        unresolved.extend(unsettled)
         part_uris.append(manifest.get("uri"))
     merged: dict[str, Any] = {
         "uri": uri,
@@ -405,6 +410,7 @@ def merge_manifests(
         **totals,
         "cost_usd": round(cost, 6),
         "rejected_targets": rejected,
+        "unresolved_targets": unresolved,
         "part_uris": part_uris,
     }
     if with_bound:

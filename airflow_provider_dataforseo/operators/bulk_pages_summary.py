@@ -219,8 +219,8 @@ class BulkPagesSummaryOperator(BaseOperator):
     - With ``output_path`` the rows are written as JSON Lines (a ``.jsonl`` path is the file; any
       other path is a folder that gets ``bulk_pages_summary.jsonl`` and ``manifest.json``), and the
       manifest ``{"uri", "targets", "items", "requests", "cost_usd", "missing_targets",
-      "unmatched_items", "rejected_targets", "cost_upper_bound_usd"}`` is returned. Each finished
-      chunk is stored at once in a checkpoint beside the rows file
+      "unmatched_items", "rejected_targets", "unresolved_targets", "cost_upper_bound_usd"}`` is
+      returned. Each finished chunk is stored at once in a checkpoint beside the rows file
       (:mod:`~airflow_provider_dataforseo.checkpoint`); a retry of the task fetches only the chunks
       still missing, and the rows file is written from the chunks once all are done, so it holds
       every row exactly once, as a clean run would. A retry (or clear) of a task instance whose
@@ -238,8 +238,9 @@ class BulkPagesSummaryOperator(BaseOperator):
     ``cost_upper_bound_usd`` adds every reply the API may have charged but no try stored (lost in
     a crash or a timeout), at 0.02 USD + 0.00003 USD per target each.
 
-    Faults: a 40501 refusing ``targets`` is narrowed down by bisection and the refused targets are
-    reported (``rejected_targets``) instead of failing the chunk; an incomplete reply is topped up.
+    Faults: a 40501 refusing ``targets`` is narrowed down by group testing and the refused targets
+    are reported (``rejected_targets``, or ``unresolved_targets`` when the isolation's allowance or
+    the cost cap runs out) instead of failing the chunk; an incomplete reply is topped up.
     ``max_cost_usd`` refuses to start when the estimate exceeds it and stops before any request
     that could exceed it, over every try of the task instance. Requests in flight
     (``max_active_requests``) and per minute (``requests_per_minute``) are capped for all threads
@@ -830,9 +831,16 @@ class BulkPagesSummaryOperator(BaseOperator):
             )
         if summary.rejected_targets:
             self.log.warning(
-                "The API refused %d targets (40501), isolated by bisection; no rows for them: %s",
+                "The API refused %d targets (40501), isolated by group testing; no rows for them: %s",
                 len(summary.rejected_targets),
                 ", ".join(named(summary.rejected_targets[:200])),
+            )
+        if summary.unresolved_targets:
+            self.log.warning(
+                "%d targets of refused requests stay unresolved (isolation allowance or max_cost_usd "
+                "spent); no rows for them, listed in the manifest's unresolved_targets: %s",
+                len(summary.unresolved_targets),
+                ", ".join(summary.unresolved_targets[:200]),
             )
         if summary.missing_targets:
             shown = named(summary.missing_targets[:200])
