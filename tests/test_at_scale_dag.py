@@ -110,6 +110,7 @@ def test_at_scale_dag_maps_one_task_per_group_and_merges_the_manifests(
         "rejected_targets": [],
         "unresolved_targets": [],
         "part_uris": [f"file://{run_root}/part-{i}/bulk_pages_summary.jsonl" for i in range(n_groups)],
+        "cost_upper_bound_usd": pytest.approx(cost, abs=1e-6),  # no reply lost: the bound is the cost
     }
     assert merged["requests"] == 5 and merged["items"] == len(known) > 4_800
     assert _spent(emulator) - spent_before == pytest.approx(cost, abs=1e-6)  # each request charged once
