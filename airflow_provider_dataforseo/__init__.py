@@ -24,7 +24,7 @@ def documentation_url() -> str | None:
     from importlib.metadata import PackageNotFoundError, distribution
 
     try:
-        urls = distribution("airflow-provider-dataforseo").metadata.get_all("Project-URL") or []
+        urls: list[str] = distribution("airflow-provider-dataforseo").metadata.get_all("Project-URL") or []
     except PackageNotFoundError:
         return None
     for entry in urls:

@@ -33,6 +33,7 @@ from airflow_provider_dataforseo.ratelimit import (
     request_cost_bound_usd,
 )
 from airflow_provider_dataforseo.responses import MatchedItems, TaskResult, match_items
+from airflow_provider_dataforseo.wording import counted
 
 if TYPE_CHECKING:
     from airflow_provider_dataforseo.targets import TargetSet
@@ -276,18 +277,17 @@ def fetch_bulk_pages_summary(
             spent_usd=budget.spent_usd,
             reserved_usd=0.0,
             needed_usd=estimate,
-            what=f"the plan of {len(todo)} requests for {to_send} targets "
+            what=f"the plan of {counted(len(todo), 'request')} for {counted(to_send, 'target')} "
             "(requests x 0.02 USD + targets x 0.00003 USD)",
         )
     if stored:
         log.info(
-            "Resuming: %d of %d chunks were stored by an earlier try (%.5f USD spent); fetching %d "
-            "targets in %d chunks",
+            "Resuming: chunks stored by an earlier try: %d of %d (%.5f USD spent); fetching %s in %s",
             len(stored),
             len(chunks),
             budget.spent_usd,
-            to_send,
-            len(todo),
+            counted(to_send, "target"),
+            counted(len(todo), "chunk"),
         )
     first_error: BaseException | None = None
     running: dict[Future[ChunkOutcome], int] = {}
@@ -325,11 +325,11 @@ def fetch_bulk_pages_summary(
             if on_chunk is not None:
                 on_chunk(error.outcome)
             log.warning(
-                "Chunk %d/%d stopped with %d of its %d targets still to fetch; the rest is kept",
+                "Chunk %d/%d stopped with %d of its %s still to fetch; the rest is kept",
                 index + 1,
                 len(chunks),
                 len(error.outcome.pending),
-                error.outcome.targets,
+                counted(error.outcome.targets, "target"),
             )
             error = error.cause
         if error is not None:
@@ -341,11 +341,11 @@ def fetch_bulk_pages_summary(
             on_chunk(outcome)
         summary.add(outcome)
         log.info(
-            "Request %d/%d: %d targets, %d items, cost %.5f USD (task %s)",
+            "Request %d/%d: %s, %s, cost %.5f USD (task %s)",
             index + 1,
             len(chunks),
-            outcome.targets,
-            outcome.items,
+            counted(outcome.targets, "target"),
+            counted(outcome.items, "item"),
             outcome.cost_usd,
             ", ".join(outcome.task_ids) or None,
         )
@@ -396,9 +396,9 @@ def _save_what_arrives(
     in_flight = [future for future in running if not future.cancelled()]
     if in_flight:
         log.warning(
-            "Interrupted with %d requests in flight: waiting up to %.0f s to store their replies "
+            "Interrupted with %s in flight: waiting up to %.0f s to store their replies "
             "(they are paid for either way)",
-            len(in_flight),
+            counted(len(in_flight), "request"),
             grace_seconds,
         )
         wait(in_flight, timeout=grace_seconds)
@@ -411,7 +411,7 @@ def _save_what_arrives(
             log.exception("Could not store chunk %d after the interruption", index + 1)
     late = sum(1 for future in in_flight if not future.done())
     if late:
-        log.warning("%d requests still in flight were left behind; a retry sends them again", late)
+        log.warning("%s still in flight left behind; a retry sends them again", counted(late, "request"))
 
 
 def _in_input_order(some: list[str], targets: Sequence[str]) -> list[str]:
@@ -496,11 +496,11 @@ def fetch_chunk(
                 bisections_left -= 2
                 half = len(piece) // 2
                 log.info(
-                    "40501 on a request of %d targets (chunk %d): sending its halves to isolate the "
-                    "refused targets (%d extra requests left)",
-                    len(piece),
+                    "40501 on a request of %s (chunk %d): sending its halves to isolate the "
+                    "refused targets (%s left)",
+                    counted(len(piece), "target"),
                     index + 1,
-                    bisections_left,
+                    counted(bisections_left, "extra request"),
                 )
                 pieces.extendleft([piece[half:], piece[:half]])
                 continue
@@ -528,20 +528,20 @@ def fetch_chunk(
         if short > 0 and missing and follow_ups_left > 0:
             follow_ups_left -= 1
             log.warning(
-                "Incomplete reply (task %s): items_count says %d more items than it holds; asking again "
-                "for the %d targets of chunk %d left without an item",
+                "Incomplete reply (task %s): items_count says %s more than it holds; asking again "
+                "for the %s of chunk %d left without an item",
                 result.task_id,
-                short,
-                len(missing),
+                counted(short, "item"),
+                counted(len(missing), "target"),
                 index + 1,
             )
             pieces.append(missing)
             continue
         if short > 0:
             log.warning(
-                "Incomplete reply (task %s) and no follow-up left: %d targets of chunk %d count as missing",
+                "Incomplete reply (task %s) and no follow-up left: %s of chunk %d count as missing",
                 result.task_id,
-                len(missing),
+                counted(len(missing), "target"),
                 index + 1,
             )
         outcome.missing_targets.extend(missing)
@@ -556,7 +556,8 @@ def _post_within_budget(
     if budget is None:
         return post(piece)
     reservation = budget.reserve(
-        request_cost_bound_usd(len(piece)), f"a request of {len(piece)} targets (chunk {index + 1})"
+        request_cost_bound_usd(len(piece)),
+        f"a request of {counted(len(piece), 'target')} (chunk {index + 1})",
     )
     try:
         result = post(piece)
@@ -626,7 +627,7 @@ def with_request_context(exc: Exception, targets: Sequence[str], note: str | Non
         else ""
     )
     extra = f"; {note}" if note else ""
-    message = f"{exc.status_message} (request of {len(targets)} targets: {shown}{more}{extra})"
+    message = f"{exc.status_message} (request of {counted(len(targets), 'target')}: {shown}{more}{extra})"
     try:
         return type(exc)(message, status_code=exc.status_code, task_id=exc.task_id, endpoint=exc.endpoint)
     except TypeError:  # pragma: no cover - a subclass with another signature

@@ -47,3 +47,36 @@ def test_example_runs(
 
     namespace = {"__name__": "docs_example", "BulkPagesSummaryOperator": BulkPagesSummaryOperator}
     exec(compile(source, f"{page} example {index}", "exec"), namespace)
+
+
+CONN_EXPORT = re.compile(r"export AIRFLOW_CONN_DATAFORSEO_DEFAULT='([^']+)'")
+KNOWN_ROOTS = {"https://api.dataforseo.com", "https://sandbox.dataforseo.com", "http://127.0.0.1:8765"}
+
+
+def _connection_examples() -> list[tuple[str, str]]:
+    return [
+        (page, value)
+        for page in PAGES
+        for value in CONN_EXPORT.findall((REPO / page).read_text(encoding="utf-8"))
+    ]
+
+
+@pytest.mark.parametrize(("page", "value"), _connection_examples())
+def test_connection_example_is_read_as_documented(
+    page: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every ``AIRFLOW_CONN_DATAFORSEO_DEFAULT`` the docs show (JSON or URI) gives the hook a login,
+    a password and one of the three API roots; one that says sandbox gives the sandbox."""
+    from airflow_provider_dataforseo.hooks.dataforseo import DataForSeoHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_DATAFORSEO_DEFAULT", value)
+    hook = DataForSeoHook()
+    assert hook.connection.login and hook.connection.password
+    assert hook.base_url in KNOWN_ROOTS
+    assert (hook.base_url == "https://sandbox.dataforseo.com") == ("sandbox" in value)
+
+
+def test_the_connection_examples_cover_json_and_uri() -> None:
+    values = [value for _, value in _connection_examples()]
+    assert any(value.startswith("{") for value in values)
+    assert any(value.startswith("dataforseo://") for value in values)

@@ -44,6 +44,7 @@ from airflow_provider_dataforseo.targets import (
     is_storage_uri,
     lower_bound,
 )
+from airflow_provider_dataforseo.wording import counted
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -119,14 +120,13 @@ def plan_bulk_pages_summary(
     n_requests = sum(group.requests for group in groups)
     n_domains = count_main_domains(normalised.targets)
     log.info(
-        "%d targets (%d inputs, %d main domains) planned into %d requests (lower bound %d) in %d groups "
-        "(max %d); estimated cost <= %.5f USD; groups %s",
-        n_targets,
-        normalised.inputs,
-        n_domains,
-        n_requests,
+        "%s (%s, %s) planned into %s (lower bound %d) in %s (max %d); estimated cost <= %.5f USD; groups %s",
+        counted(n_targets, "target"),
+        counted(normalised.inputs, "input"),
+        counted(n_domains, "main domain"),
+        counted(n_requests, "request"),
         lower_bound(n_targets, n_domains),
-        len(groups),
+        counted(len(groups), "group"),
         limit,
         n_requests * api.COST_PER_REQUEST_USD + n_targets * api.COST_PER_ITEM_USD,
         path or "inline",

@@ -30,6 +30,7 @@ from airflow_provider_dataforseo.operators.bulk_pages_summary import read_target
 from airflow_provider_dataforseo.targets import is_storage_uri
 from airflow_provider_dataforseo.triggers.backlinks_change import ERROR, TIMEOUT, BacklinksChangeTrigger
 from airflow_provider_dataforseo.watch import BASELINE_STORED, CHANGED, PollResult, commit, poll
+from airflow_provider_dataforseo.wording import counted
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -179,25 +180,29 @@ class BacklinksChangeSensor(BaseSensorOperator):
     def _log_result(self, result: PollResult) -> None:
         if result.without_data:
             self.log.info(
-                "No data this time for %d targets (their stored values are kept): %s",
-                len(result.without_data),
+                "No data this time for %s (their stored values are kept): %s",
+                counted(len(result.without_data), "target"),
                 ", ".join(result.without_data[:50]),
             )
         if result.status == BASELINE_STORED:
             self.log.info(
-                "No baseline yet: stored the values of %d targets (%d with data) at %s; %s",
-                result.targets,
+                "No baseline yet: stored the values of %s (%d with data) at %s; %s",
+                counted(result.targets, "target"),
                 result.targets_with_data,
                 result.baseline_uri,
                 "succeeding (succeed_on_first_run)" if self.succeed_on_first_run else "waiting for a change",
             )
         elif result.status == CHANGED:
             counts = count_changes(result.changes)
-            self.log.info("%d changes on %d targets:", counts["total"], counts["targets"])
+            self.log.info(
+                "%s on %s:", counted(counts["total"], "change"), counted(counts["targets"], "target")
+            )
             for change in result.changes[:LOGGED_CHANGES]:
                 self.log.info("  %s", change_line(change))
         else:
-            self.log.info("No change in %d targets; cost %.5f USD", result.targets, result.cost_usd)
+            self.log.info(
+                "No change in %s; cost %.5f USD", counted(result.targets, "target"), result.cost_usd
+            )
 
     # -- execution -------------------------------------------------------------------------------
 
