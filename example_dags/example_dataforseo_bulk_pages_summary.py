@@ -2,10 +2,10 @@
 
 The targets file holds the 2,000 highest-ranked domains of a public top-sites list and their home
 pages (2,000 main domains, so at least 20 requests of <= 100 main domains each), leaving out adult,
-piracy and malware sites (data/excluded_domains.txt; scripts/make_demo_targets.py makes the file). Run it offline
-against the emulator (see the README's first command), or against the real API by pointing the
-``dataforseo_default`` connection at your account: about 20 requests x 0.02 USD + 4,000 items x
-0.00003 USD = 0.52 USD per run.
+piracy and malware sites (data/excluded_domains.txt; scripts/make_demo_targets.py makes the file).
+Run it offline against the emulator (see the README's first command), or against the real API by
+pointing the ``dataforseo_default`` connection at your account: about 20 requests x 0.02 USD +
+4,000 items x 0.00003 USD = 0.52 USD per run.
 
 Set ``DATAFORSEO_OUTPUT_ROOT`` to choose where output goes (default ``file:///tmp/dataforseo``; an
 ``s3://conn_id@bucket/prefix`` URI works with the amazon provider installed).
