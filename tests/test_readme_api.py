@@ -49,3 +49,44 @@ def test_readme_dag_runs_against_the_emulator(
     for row in rows:  # the report task's lines, exactly as the README's DAG prints them
         backlinks, domains = row["item"]["backlinks"], row["item"]["referring_domains"]
         assert f"{row['target']} backlinks: {backlinks} domains: {domains}" in printed
+
+
+def test_readme_is_at_most_12_kb() -> None:
+    assert len((REPO / "README.md").read_bytes()) <= 12 * 1024
+
+
+def test_no_internal_comments_in_readme_or_docs() -> None:
+    """Notes like ``<!-- section: sensor (issue 3) -->`` are for us, not for readers."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    found = [
+        f"{page.name}: {comment}"
+        for page in pages
+        for comment in re.findall(r"<!--.*?-->", page.read_text(encoding="utf-8"), flags=re.DOTALL)
+    ]
+    assert found == []
+
+
+def _ci_steps() -> list[str]:
+    """The scripts .ci/run runs, in order (comments skipped)."""
+    lines = (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    code = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    return re.findall(r"bash (scripts/[\w.-]+\.sh)", code)
+
+
+def _readme_ci_steps() -> list[str]:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    start = text.index("\n## CI\n")
+    end = text.find("\n## ", start + 1)
+    section = text[start:] if end < 0 else text[start:end]
+    return [step.removeprefix("./") for step in re.findall(r"`(\./scripts/[\w.-]+\.sh)", section)]
+
+
+def test_ci_runs_the_readme_test_command_first() -> None:
+    assert "./scripts/test.sh" in (REPO / "README.md").read_text(encoding="utf-8")
+    assert _ci_steps()[0] == "scripts/test.sh"
+
+
+def test_readme_describes_ci_as_it_runs() -> None:
+    """The README's CI section names every script .ci/run runs, in the same order."""
+    steps = list(dict.fromkeys(_ci_steps()))
+    assert list(dict.fromkeys(_readme_ci_steps())) == steps
