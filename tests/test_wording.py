@@ -53,14 +53,20 @@ def test_no_log_line_prints_a_fixed_plural_after_a_count() -> None:
     assert found == []
 
 
-def test_one_request_log_lines(dataforseo_conn: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_one_request_log_lines(
+    dataforseo_conn: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     """One target in one request: the operator's log says "1 target", "1 request", "1 item"."""
+    import logging
+
     from airflow_provider_dataforseo.operators.bulk_pages_summary import BulkPagesSummaryOperator
 
     operator = BulkPagesSummaryOperator(task_id="one", targets=["airflow.apache.org"])
-    rows = operator.execute({})  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO):
+        rows = operator.execute({})  # type: ignore[arg-type]
     assert len(rows) == 1
-    text = capsys.readouterr().out  # Airflow's structlog writes the task log to stdout
+    # Airflow's structlog writes to stdout, or to the logging handlers once a test configured them
+    text = capsys.readouterr().out + caplog.text
     assert "1 target (from 1 distinct input string) planned into 1 request (lower bound 1)" in text
     assert "Request 1/1: 1 target, 1 item, cost 0.02003 USD" in text
     assert "Done: 1 request, 1 item, 0 targets without data, 0 unmatched items, cost 0.02003 USD" in text
