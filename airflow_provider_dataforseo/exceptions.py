@@ -95,21 +95,66 @@ class DataForSeoServerError(DataForSeoError):
     retryable = True
 
 
+class NotShown:
+    """Stands for a value an error does not show (a file's content that is not target-like).
+
+    :param length: the value's length in characters.
+    """
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __repr__(self) -> str:
+        return f"(value not shown: {self.length} characters, not a URL or host name)"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NotShown) and other.length == self.length
+
+    def __hash__(self) -> int:
+        return hash(("NotShown", self.length))
+
+
+#: Characters of a bad value an error message shows.
+MAX_SHOWN_VALUE = 200
+
+
+def _shown_value(value: object) -> str:
+    if isinstance(value, str) and len(value) > MAX_SHOWN_VALUE:
+        head, sep, tail = value[:MAX_SHOWN_VALUE], "... (", value[MAX_SHOWN_VALUE:]
+        if tail.startswith(sep) and tail.endswith(" characters)"):  # cut already, with its length
+            return f"{head!r}{tail}"
+        return f"{head!r}... ({len(value)} characters)"
+    return repr(value)
+
+
 class InvalidTargetsError(ValueError):
     """One or more targets are malformed; raised before any request is sent.
 
-    :param errors: ``(position, value, reason)`` for every bad entry, ``position`` 0-based in the
-        input as given.
+    :param errors: ``(position, value, reason)`` for every bad entry: ``position`` 0-based in the
+        input as given (shown ``#3``), or a place such as ``"line 12"`` (shown as is); ``value`` is
+        shown cut to :data:`MAX_SHOWN_VALUE` characters.
+    :param source: the file or sitemap the entries came from, if any.
     """
 
-    def __init__(self, errors: Sequence[tuple[int, object, str]]) -> None:
+    def __init__(self, errors: Sequence[tuple[int | str, object, str]], *, source: str | None = None) -> None:
         self.errors = list(errors)
-        shown = "\n".join(f"  #{pos}: {value!r}: {reason}" for pos, value, reason in self.errors[:50])
+        self.source = source
+        shown = "\n".join(
+            f"  {pos if isinstance(pos, str) else f'#{pos}'}: {_shown_value(value)}: {reason}"
+            for pos, value, reason in self.errors[:50]
+        )
         more = f"\n  ... and {len(self.errors) - 50} more" if len(self.errors) > 50 else ""
-        super().__init__(f"{len(self.errors)} invalid target(s), nothing was sent:\n{shown}{more}")
+        where = f" in {source}" if source else ""
+        super().__init__(f"{len(self.errors)} invalid target(s){where}, nothing was sent:\n{shown}{more}")
 
     def __reduce__(self) -> tuple[object, ...]:  # rebuild from the errors, not from the message
-        return (type(self), (self.errors,))
+        return (_rebuild_invalid, (type(self), self.errors, self.source))
+
+
+def _rebuild_invalid(
+    cls: type[InvalidTargetsError], errors: list[tuple[int | str, object, str]], source: str | None
+) -> InvalidTargetsError:
+    return cls(errors, source=source)
 
 
 _HINTS = {

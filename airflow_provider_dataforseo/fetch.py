@@ -228,7 +228,7 @@ def fetch_bulk_pages_summary(
     (``pending`` non-empty); then the first error is raised.
 
     :param target_set: the targets and their original inputs.
-    :param chunks: the planned requests (see :func:`~airflow_provider_dataforseo.targets.plan_chunks`).
+    :param chunks: the planned requests (see :func:`~airflow_provider_dataforseo.chunks.plan_chunks`).
     :param post: sends one list of targets, returns its checked result (retries are its business).
     :param sink: stores a list of rows.
     :param max_active_requests: chunks fetched at once (1-30).

@@ -8,7 +8,7 @@ The pattern (see ``example_dags/example_dataforseo_at_scale.py``)::
     plan (one task)  ->  fetch.partial(...).expand(chunk_group=plan.output)  ->  merge (one task)
 
 1. :func:`plan_chunk_groups` plans ALL targets at once with
-   :func:`~airflow_provider_dataforseo.targets.plan_chunks` (so the request count is the global
+   :func:`~airflow_provider_dataforseo.chunks.plan_chunks` (so the request count is the global
    plan's, close to ``max(ceil(n/1000), ceil(main_domains/100))``), then cuts the list of chunks
    into consecutive *groups* of about ``requests_per_group`` requests each, never more than
    ``max_groups`` groups (Airflow's ``[core] max_map_length``, 1024 by default): one mapped task
@@ -24,7 +24,8 @@ The pattern (see ``example_dags/example_dataforseo_at_scale.py``)::
    reads its group (:func:`load_chunk_group`), posts exactly those chunks and returns its manifest;
    :func:`merge_manifests` adds the manifests up.
 
-Memory: reading, normalising and de-duplicating (:func:`read_target_lines`,
+Memory: reading, normalising and de-duplicating
+(:func:`~airflow_provider_dataforseo.sources.read_target_lines`,
 :func:`normalise_stream`) stream over the input and keep each distinct target once (~100 bytes),
 plus the original inputs only of the targets whose input was not already normalised; until
 reading ends, a dict entry per target more (~30 bytes). Planning works on integer positions (~4
@@ -37,19 +38,17 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from airflow_provider_dataforseo import api
+from airflow_provider_dataforseo.chunks import lower_bound, plan_chunks
 from airflow_provider_dataforseo.targets import (
     TargetSet,
     count_main_domains,
-    iter_target_file,
-    lower_bound,
     normalise_distinct,
     normalise_target,
-    plan_chunks,
 )
 
 #: Airflow's default ``[core] max_map_length``: a task can be mapped into at most this many instances.
@@ -72,22 +71,6 @@ _MANIFEST_COUNTS: Final = ("targets", "items", "requests", "missing_targets", "u
 # ---------------------------------------------------------------------------------------------
 # Reading and normalising many targets with little memory
 # ---------------------------------------------------------------------------------------------
-
-
-def read_target_lines(lines: Iterable[str]) -> Iterator[str]:
-    """Stream the targets of a text or CSV file, line by line, without holding the file.
-
-    The rules of :func:`airflow_provider_dataforseo.targets.parse_target_file` (this is
-    :func:`~airflow_provider_dataforseo.targets.iter_target_file`): blank and ``#`` lines are
-    skipped; with a ``target``/``url``/``domain``/``page`` header the file is CSV and that column
-    is read; without one, a line starting with ``http://``/``https://`` is one target, commas
-    included (up to a comma followed by another ``http(s)://``), and any other line is CSV and its
-    last column is read.
-
-    :param lines: the file's lines (an open text file works), UTF-8 BOM allowed on the first.
-    :return: the raw entries in file order.
-    """
-    return iter_target_file(lines)
 
 
 @dataclass(frozen=True)
@@ -213,7 +196,7 @@ def plan_chunk_groups(
     """Plan normalised targets into requests, then into groups for mapped tasks.
 
     Every target lands in exactly one chunk of exactly one group; every chunk holds at most 1000
-    targets from at most 100 main domains (:func:`~airflow_provider_dataforseo.targets.plan_chunks`);
+    targets from at most 100 main domains (:func:`~airflow_provider_dataforseo.chunks.plan_chunks`);
     there are at most ``max_groups`` groups.
 
     :param targets: normalised, distinct targets (see :func:`normalise_stream`).

@@ -269,9 +269,11 @@ def parse_task_response(payload: object, *, endpoint: str, http_status: int = 20
 def match_keys(url: object) -> list[str]:
     """Keys under which an item's ``url`` may answer a target, most specific first.
 
-    The exact echo of ``url`` is unconfirmed (case, trailing slash, IDN form), so the ``url`` is
-    normalised like a target; a site's root page (``https://www.x.com/``) may also answer the domain
-    target ``x.com``.
+    The exact echo of ``url`` is unconfirmed (case, trailing slash, IDN form, escapes), so the
+    ``url`` goes through the targets' own normal form (:func:`normalise_target`): an echo in another
+    spelling (``%c3%a9`` for ``%C3%A9``, ``%7Euser`` for ``~user``, ``café``, ``:443``) meets the
+    target sent. A site's root page (``https://www.x.com/``) may also answer the domain target
+    ``x.com``.
 
     :param url: an item's ``url`` value.
     :return: candidate normalised targets (empty when ``url`` is unusable).

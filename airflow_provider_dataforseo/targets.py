@@ -1,4 +1,6 @@
-"""Targets: read, normalise, validate, de-duplicate, and plan them into request chunks.
+"""Targets: normalise, validate, de-duplicate, and plan them into request chunks.
+
+Reading them from lists, text, files and sitemaps is :mod:`airflow_provider_dataforseo.sources`'.
 
 Pure module: no Airflow import, no network. The rules come from the endpoint's doc
 (``https://docs.dataforseo.com/v3/backlinks/bulk_pages_summary/live/``, field ``targets``):
@@ -7,17 +9,26 @@ Pure module: no Airflow import, no network. The rules come from the endpoint's d
 - a page is given as an absolute URL with ``http://`` or ``https://``;
 - one request holds at most 1000 targets from at most 100 different main domains.
 
-Normalisation (:func:`normalise_target`):
+Normalisation (:func:`normalise_target`): ONE form, a fixed point
+(``normalise_target(normalise_target(x)) == normalise_target(x)`` for every accepted ``x``), used
+wherever targets are compared: input, planning, group files, sensor and trigger, and the matching
+of the API's item ``url`` (``docs/normal-form.md`` gives every rule with examples):
 
-- surrounding whitespace and a BOM are stripped; whitespace inside is an error;
-- pages: scheme and host are lowercased (path and query keep their case), the ``#fragment`` is
-  dropped, a path-less URL gets its ``/`` (``https://x.com`` -> ``https://x.com/``), a default port
-  is dropped, ``www.`` is kept (it is part of the page's address);
-- domains: lowercased, a leading ``www.`` and a trailing ``.`` or ``/`` are stripped;
-- IDN hosts are sent in their ASCII (punycode) form (``bücher.de`` -> ``xn--bcher-kva.de``);
-- a scheme-less entry with a path (``example.com/page``) is REJECTED with a hint, not guessed: the
-  API would read it as neither a page nor a domain, and guessing ``http`` vs ``https`` could pay
-  for the wrong page.
+- invisible characters (zero-width space/joiners, word joiner, BOM, soft hyphen, bidi marks) are
+  removed anywhere, then surrounding whitespace; whitespace inside is an error;
+- pages (RFC 3986 s.6.2.2 and the WHATWG URL rules): scheme and host lowercased, IDN hosts in
+  punycode, a default port dropped, the ``#fragment`` dropped, ``.``/``..`` segments resolved, an
+  empty path written ``/`` (no other trailing slash is added or removed), percent-escapes
+  uppercased, escapes of characters that mean the same plainly decoded (``%7E`` -> ``~``),
+  non-ASCII percent-encoded as UTF-8 (``/café`` -> ``/caf%C3%A9``), by ``yarl``'s requoting;
+  ``www.`` is kept (it is part of the page's address);
+- domains: lowercased, IDN in punycode, a trailing ``.`` or ``/`` stripped, EVERY leading ``www.``
+  label stripped at once (``www.www.x.com`` -> ``x.com``);
+- refused, with a hint: a host whose ending is in no Public Suffix List rule (``targets.txt``,
+  ``index.html``; real new TLDs such as ``.zip`` or ``.dev`` are in the list), a scheme-less entry
+  with a path (``example.com/page``: the API would read it as neither a page nor a domain, and
+  guessing ``http`` vs ``https`` could pay for the wrong page), a local file path, a broken scheme
+  (``http//x.com``). Values quoted in reasons are cut to :data:`MAX_SHOWN_LENGTH` characters.
 
 Main domains are counted with the Public Suffix List including its private section
 (``publicsuffixlist``, which ships the list; no network at run time): ``x.com`` and ``docs.x.com``
@@ -28,27 +39,21 @@ valid whichever rule the API uses.
 
 from __future__ import annotations
 
-import ast
-import bisect
-import csv
-import heapq
-import itertools
-import math
 import re
-from array import array
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import idna
 from publicsuffixlist import PublicSuffixList
+from yarl import URL
 
-from airflow_provider_dataforseo import api
 from airflow_provider_dataforseo.exceptions import InvalidTargetsError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Iterable
 
 #: Longest target accepted, in characters (after normalisation). Longer URLs are refused by
 #: common HTTP stacks and would make the whole request fail.
@@ -61,24 +66,77 @@ _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _WHITESPACE_RE = re.compile(r"\s")  # the characters str.isspace() accepts (both use Py_UNICODE_ISSPACE)
 #: A page URL already in normal form but for its host's validation: lowercase scheme, a host of
 #: lowercase ASCII letters, digits, dots and hyphens (no port, no user), then a path starting with
-#: ``/`` or nothing, an optional non-empty query, no fragment. It takes the fast path of
-#: :func:`normalise_target`; anything else goes through ``urlsplit`` (same result, ~4x slower).
+#: ``/`` or nothing, an optional non-empty query, no fragment; path and query hold only characters
+#: that :func:`_normalise_path_query` leaves as they are (plain ones, and uppercase escapes of the
+#: characters it keeps escaped there). With no ``/.`` (a dot segment) it takes the fast path of
+#: :func:`normalise_target`; anything else goes through ``urlsplit`` and ``yarl`` (same result, a
+#: property test checks it, ~4x slower).
 _PLAIN_NETLOC_RE = re.compile(r"[A-Za-z0-9.-]+(:[0-9]*)?")
-_PLAIN_PAGE_RE = re.compile(r"(https?)://([a-z0-9.-]+)(/[^#?]*)?(\?[^#]+)?")
+#: Escapes yarl keeps as they are (uppercase ones of characters not decoded there), path and query.
+_PATH_KEPT_ESCAPE = r"%(?:[01][0-9A-F]|2[0235BF]|3[CEF]|5[BCDE]|60|7[BCDF]|[89A-F][0-9A-F])"
+_QUERY_KEPT_ESCAPE = r"%(?:[01][0-9A-F]|2[02356B]|3[BCDE]|5[BCDE]|60|7[BCDF]|[89A-F][0-9A-F])"
+_PLAIN_PAGE_RE = re.compile(
+    r"(https?)://([a-z0-9.-]+)"
+    rf"(/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|{_PATH_KEPT_ESCAPE})*)?"
+    rf"(\?(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|{_QUERY_KEPT_ESCAPE})+)?"
+)
+#: Characters nobody sees that copy and paste bring along (zero-width space, non-joiner and joiner,
+#: word joiner and invisible operators, BOM, soft hyphen, bidirectional marks and controls): removed
+#: from every target, page or domain, before anything else.
+_INVISIBLE_RE = re.compile(r"[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: ``http`` or ``https`` followed by a broken separator (``http//``, ``https:``, ``http:/``,
+#: ``http:\\``, ``http:///``): refused with the URL it was meant to be.
+_BROKEN_SCHEME_RE = re.compile(r"(https?)(?:[:;]+[/\\]*|[/\\]+)(?=[^/\\])", re.IGNORECASE)
+#: A local file path: absolute, relative with ``./`` or ``../``, home-relative, UNC or Windows.
+_FILE_PATH_RE = re.compile(r"(?:/|\.{1,2}[/\\]|~[/\\]|\\\\|[A-Za-z]:[/\\])")
+_DOMAIN_END_RE = re.compile(r"[/?#]")
+_WINDOWS_PATH_RE = re.compile(r"[A-Za-z]:[/\\]")
+#: Last labels that name file types rather than top-level domains (only consulted for a label
+#: that is not in the Public Suffix List, so real TLDs such as ``.zip`` or ``.py`` still pass).
+_FILE_EXTENSIONS = frozenset(
+    {
+        *("txt", "csv", "tsv", "xml", "html", "htm", "xhtml", "json", "jsonl", "ndjson", "log", "md5"),
+        *("gz", "bz2", "xz", "zst", "tar", "tgz", "xlsx", "xls", "xlsm", "ods", "odt", "doc", "docx"),
+        *("pdf", "php", "asp", "aspx", "jsp", "cgi", "yaml", "yml", "toml", "ini", "cfg", "conf"),
+        *("parquet", "avro", "sql", "sqlite", "db", "bak", "tmp", "jpg", "jpeg", "png", "gif", "svg"),
+        *("webp", "ico", "js", "mjs", "css"),
+    }
+)
+#: Characters of a value quoted in an error message (longer values are cut, see :func:`shorten`).
+MAX_SHOWN_LENGTH = 200
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_HEADER_NAMES = frozenset({"target", "targets", "url", "urls", "domain", "domains", "page", "pages"})
-#: A piece of a line that opens a page URL: optional whitespace, then ``http://`` or ``https://``.
-_URL_START_RE = re.compile(r"\s*https?://", re.IGNORECASE)
-#: A CSV field that opens with a quote: only then does CSV quoting change how a line splits.
-_QUOTED_FIELD_RE = re.compile(r'(?:^|,)"')
-#: The line terminators ``str.splitlines`` knows (``"\r\n"`` is the only two-character one).
-_LINE_ENDS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 _PSL = PublicSuffixList()  # ICANN and private sections
 _PSL_ICANN = PublicSuffixList(only_icann=True)
 
 
 class _TargetRejected(ValueError):
     """One entry is invalid; the message is the reason."""
+
+
+def shorten(value: str, limit: int = MAX_SHOWN_LENGTH) -> str:
+    """``value`` cut to ``limit`` characters for an error message, saying how long it was.
+
+    :param value: any text (a 5 MB line is shown as its first 200 characters).
+    :param limit: characters kept.
+    :return: ``value`` itself when short enough, else its start, ``"..."`` and its length.
+    """
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}... ({len(value)} characters)"
+
+
+def _unknown_suffix_reason(host: str) -> str:
+    """Why a host whose last label is no top-level domain of the Public Suffix List is refused."""
+    tld = host.rsplit(".", 1)[-1]
+    if tld in _FILE_EXTENSIONS:
+        return (
+            f"{shorten(host)!r} looks like a file name, not a domain ('.{tld}' is no top-level domain): "
+            "to read targets from a file, pass its URI as targets, e.g. 'file:///data/targets.txt'"
+        )
+    return (
+        f"unknown top-level domain '.{shorten(tld, 63)}' (not in the Public Suffix List): check the spelling"
+    )
 
 
 @lru_cache(maxsize=65536)
@@ -98,77 +156,135 @@ def _normalise_host(host: str) -> str:
         try:
             host = idna.encode(host, uts46=True).decode("ascii")
         except idna.IDNAError as exc:
-            raise _TargetRejected(f"invalid internationalised host name ({exc})") from None
+            raise _TargetRejected(f"invalid internationalised host name ({shorten(str(exc))})") from None
     if len(host) > 253:
         raise _TargetRejected("host name longer than 253 characters")
     labels = host.split(".")
     for label in labels:
         if not _LABEL_RE.match(label):
-            raise _TargetRejected(f"invalid host label {label!r}")
+            raise _TargetRejected(f"invalid host label {shorten(label, 70)!r}")
     if len(labels) < 2:
         raise _TargetRejected("host has no public suffix: give a full domain such as example.com")
     if labels[-1].isdigit():
         raise _TargetRejected("invalid top-level domain")
-    if _PSL_ICANN.privatesuffix(host) is None:
+    # one look-up on the way through: None for a public suffix itself and for an unknown ending
+    # (one the list's '*' default rule would accept: targets.txt, index.html)
+    if _PSL_ICANN.privatesuffix(host, accept_unknown=False) is None:
+        if _PSL_ICANN.publicsuffix(host, accept_unknown=False) is None:
+            raise _TargetRejected(_unknown_suffix_reason(host))
         raise _TargetRejected(f"{host!r} is a public suffix, not a domain")
     return host
 
 
 def normalise_target(value: object) -> str:
-    """Normalise one target to the form the API expects.
+    """Normalise one target to the one form it is sent, stored and matched in.
+
+    The form is a fixed point: ``normalise_target(normalise_target(x)) == normalise_target(x)``
+    for every accepted ``x``. Its rules are in the module doc and ``docs/normal-form.md``.
 
     :param value: a page URL (``http``/``https``), a domain or a subdomain.
-    :return: the normalised target, e.g. ``"https://example.com/Path?q=A"`` or ``"docs.example.com"``.
-    :raises ValueError: with the reason, if the entry cannot be a valid target.
+    :return: the normalised target, e.g. ``"https://example.com/caf%C3%A9?q=A"`` or
+        ``"docs.example.com"``.
+    :raises ValueError: with the reason (and a hint when one helps), if the entry cannot be a valid
+        target; values shown in the reason are cut to ~200 characters.
     """
     if not isinstance(value, str):
         raise _TargetRejected(f"not a string but {type(value).__name__}")
-    text = value.strip().lstrip(_BOM).strip()
+    text = (value if value.isascii() else _INVISIBLE_RE.sub("", value)).strip()
     if not text:
         raise _TargetRejected("empty")
     if _WHITESPACE_RE.search(text):
         raise _TargetRejected("whitespace inside")
     plain = _PLAIN_PAGE_RE.fullmatch(text)
-    if plain is not None:
+    if plain is not None and "/." not in text:  # already normal but for the host: no yarl needed
         scheme, host, path, query = plain.groups()
         result = f"{scheme}://{_normalise_host(host)}{path or '/'}{query or ''}"
         if len(result) > MAX_TARGET_LENGTH:
             raise _TargetRejected(f"longer than {MAX_TARGET_LENGTH} characters")
         return result
+    broken = _BROKEN_SCHEME_RE.match(text)
+    if broken is not None and text[: broken.end()].lower() != f"{broken.group(1).lower()}://":
+        fixed = f"{broken.group(1).lower()}://{text[broken.end() :]}"
+        raise _TargetRejected(f"malformed scheme {text[: broken.end()]!r}: did you mean {shorten(fixed)!r}?")
     scheme_match = _SCHEME_RE.match(text)
     if scheme_match:
         return _normalise_page(text, scheme_match.group(1).lower())
-    if text.startswith("//") or ":" in text.split("/", 1)[0]:
+    if text.startswith("//"):
+        raise _TargetRejected(f"a page needs its scheme: did you mean {shorten('https:' + text)!r}?")
+    if _FILE_PATH_RE.match(text):
+        raise _TargetRejected(_file_path_reason(text))
+    if ":" in text.split("/", 1)[0]:
         raise _TargetRejected("not a URL with http:// or https://, nor a domain")
     return _normalise_domain(text)
 
 
+def _file_path_reason(text: str) -> str:
+    """The reason for refusing a local file path given as a target."""
+    uri = "file:///data/targets.txt"
+    if text.startswith("/"):
+        uri = PurePosixPath(text).as_uri()
+    elif _WINDOWS_PATH_RE.match(text):
+        uri = PureWindowsPath(text).as_uri()
+    return (
+        f"{shorten(text)!r} looks like a file path, not a target: to read targets from a file, "
+        f"pass its URI as targets, e.g. {shorten(uri)!r}"
+    )
+
+
 def _normalise_page(text: str, scheme: str) -> str:
+    """Normalise a page URL whose scheme is ``scheme`` (see the module doc)."""
     if scheme not in _DEFAULT_PORTS:
-        raise _TargetRejected(f"unsupported scheme {scheme!r}: use http:// or https://")
+        raise _TargetRejected(f"unsupported scheme {shorten(scheme, 40)!r}: use http:// or https://")
     try:
         parts = urlsplit(text)
         port = parts.port
     except ValueError as exc:
-        raise _TargetRejected(f"malformed URL ({exc})") from None
+        raise _TargetRejected(f"malformed URL ({shorten(str(exc))})") from None
     if parts.username is not None or parts.password is not None:
         raise _TargetRejected("URL carries user credentials")
     host = _normalise_host(parts.hostname or "")
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
-    result = urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+    if _CONTROL_RE.search(parts.path) or _CONTROL_RE.search(parts.query):
+        raise _TargetRejected("control character inside")
+    path, query = _normalise_path_query(parts.path, parts.query)
+    result = f"{scheme}://{netloc}{path}{'?' if query else ''}{query}"
     if len(result) > MAX_TARGET_LENGTH:
         raise _TargetRejected(f"longer than {MAX_TARGET_LENGTH} characters")
     return result
 
 
+def _normalise_path_query(path: str, query: str) -> tuple[str, str]:
+    """A URL's path and query in normal form, by ``yarl``'s requoting (RFC 3986 s.6.2.2).
+
+    Percent-escapes uppercased; escapes of characters that mean the same written plainly decoded
+    (the unreserved ``A-Z a-z 0-9 - . _ ~`` everywhere, and the delimiters that split nothing
+    there); non-ASCII and the characters no URL may hold plainly (``" < > \\ ^ ` { | }``, ``[ ]``
+    in a path) percent-encoded as UTF-8; a ``%`` that starts no escape written ``%25``; ``.`` and
+    ``..`` segments removed. An empty path is ``/``.
+
+    :param path: the path as written (after the host), e.g. ``"/caf%c3%a9"``.
+    :param query: the query as written, without its ``?``.
+    :return: ``(path, query)``, e.g. ``("/caf%C3%A9", "")``.
+    """
+    url = URL(f"http://h{path or '/'}{'?' if query else ''}{query}")
+    return url.raw_path or "/", url.raw_query_string
+
+
 def _normalise_domain(text: str) -> str:
-    host, _, path = text.partition("/")
-    if path.strip("/") or "?" in text or "#" in text:
+    """Normalise a domain or subdomain (no scheme): host rules, then every leading ``www.`` off."""
+    host = _DOMAIN_END_RE.split(text, maxsplit=1)[0]
+    if text[len(host) :].strip("/"):
+        try:
+            _normalise_host(host)
+        except _TargetRejected:  # ``data/targets.txt``: not a host and a path
+            raise _TargetRejected(_file_path_reason(text)) from None
         raise _TargetRejected(
-            f"a page needs its scheme: did you mean 'https://{text}'? (domains are given without a path)"
+            f"a page needs its scheme: did you mean {shorten('https://' + text)!r}? "
+            "(domains are given without a path)"
         )
     host = _normalise_host(host)
-    if host.startswith("www.") and _PSL_ICANN.privatesuffix(host[4:]) is not None:
+    # every leading www. label at once (www.www.x.com -> x.com): one pass gives the fixed point
+    while host.startswith("www.") and _PSL_ICANN.privatesuffix(host[4:]) is not None:
         host = host[4:]
     return host
 
@@ -213,177 +329,6 @@ def count_main_domains(targets: Iterable[str]) -> int:
     """
     hosts = {target_host(target) for target in targets}
     return len({main_domain.__wrapped__(host) or host for host in hosts})
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading the ways targets arrive
-# ---------------------------------------------------------------------------------------------
-
-
-def is_storage_uri(value: object) -> bool:
-    """Whether ``value`` names a file in object storage (``file://``, ``s3://``, ...), not a target.
-
-    A single string with a scheme other than ``http``/``https`` and no separators is taken as the
-    URI of a text or CSV file of targets.
-    """
-    if not isinstance(value, str):
-        return False
-    text = value.strip()
-    match = _SCHEME_RE.match(text)
-    return match is not None and match.group(1).lower() not in _DEFAULT_PORTS and "\n" not in text
-
-
-def coerce_targets(value: object) -> list[object]:
-    """Turn the ways a ``targets`` argument may arrive into a list of raw entries.
-
-    Accepted: a list or tuple; a string that renders a Python/JSON list (``"['a', 'b']"``, as a
-    templated list renders); newline- or comma-separated text. Entries are not validated here.
-
-    Text is split on newlines, then each line on the commas that cannot belong to a URL
-    (:func:`split_target_line`): a comma separates entries, except inside a page URL, which runs
-    from its ``http://``/``https://`` up to a comma followed by (optional whitespace and) another
-    ``http://``/``https://``, or up to the line's trailing commas. So
-    ``"https://ex.com/?ids=a.com,b.com"`` is one entry, ``"https://a.com/x,https://b.com/y"`` and
-    ``"a.com, b.com"`` two (domains never contain commas). Blank entries are dropped.
-
-    :param value: the rendered ``targets`` argument.
-    :return: the raw entries in order.
-    :raises TypeError: when ``value`` is none of the accepted shapes.
-    """
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    if isinstance(value, str):
-        text = value.strip().lstrip(_BOM)
-        if text.startswith("[") and text.endswith("]"):
-            try:
-                parsed = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                parsed = None
-            if isinstance(parsed, (list, tuple)):
-                return list(parsed)
-        return [
-            entry for line in re.split(r"[\r\n]+", text) for entry in split_target_line(line) if entry.strip()
-        ]
-    if isinstance(value, (set, frozenset)):
-        raise TypeError("targets must be ordered: pass a list, not a set")
-    raise TypeError(
-        f"targets must be a list of strings, a text of targets or a file URI, not {type(value).__name__}"
-    )
-
-
-def split_target_line(line: str) -> list[str]:
-    """Split one line of targets at the commas that cannot belong to a URL.
-
-    Every comma separates, except inside a page URL: a piece starting with ``http://`` or
-    ``https://`` (any case, after optional whitespace) runs up to a comma followed by whitespace
-    (a URL holds none: ``"https://a.com/, b.com"`` is two targets) or by another
-    ``http://``/``https://``, or up to the commas that end the line (a comma at the end of a line
-    always separates). Domains never contain commas. Pieces keep their
-    surrounding whitespace, and an empty piece stays (as in CSV: ``"a.com,"`` gives
-    ``["a.com", ""]``).
-
-    :param line: one line, without its line terminator.
-    :return: the pieces in order, e.g. ``["https://ex.com/?ids=a.com,b.com"]`` for that line,
-        ``["https://a.com/x", " https://b.com/y"]`` for ``"https://a.com/x, https://b.com/y"``,
-        ``["1", "google.com"]`` for ``"1,google.com"``.
-    """
-    # the commas (and whitespace) that end the line: separators, never part of a URL. Scanned
-    # backwards once (a regular expression here is quadratic in a long run of commas)
-    start = index = len(line)
-    while index:
-        before = index
-        while before and line[before - 1].isspace():
-            before -= 1
-        if not before or line[before - 1] != ",":
-            break
-        start = index = before - 1
-    entries: list[list[str]] = []  # each entry's comma-separated parts
-    in_url = False
-    for piece in line[:start].split(","):
-        starts_url = _URL_START_RE.match(piece) is not None
-        if in_url and not starts_url and not piece[:1].isspace():
-            entries[-1].append(piece)  # after a comma of the URL (", " separates: a URL has no space)
-        else:
-            entries.append([piece])
-            in_url = starts_url
-    return [",".join(parts) for parts in entries] + line[start:].split(",")[1:]
-
-
-def _without_line_end(line: str) -> str:
-    """``line`` without its line terminator, if it has one."""
-    if line[-1:] not in _LINE_ENDS:
-        return line
-    return line[:-2] if line.endswith("\r\n") else line[:-1]
-
-
-def _line_target(line: str) -> str:
-    """The target of one line of a file without a header: its last CSV column, URL-aware."""
-    if "," not in line and '"' not in line:  # the common case: the line is the target
-        return line
-    if _URL_START_RE.match(line) is None and _QUOTED_FIELD_RE.search(line):
-        row = next(csv.reader([line]), [])  # a quoted field: CSV quoting decides
-        return row[-1] if row else ""
-    return split_target_line(line)[-1]
-
-
-def iter_target_file(lines: Iterable[str]) -> Iterator[str]:
-    """Stream the targets of a text or CSV file, line by line (see :func:`parse_target_file`).
-
-    :param lines: the file's lines, with or without their line terminators (an open text file
-        works); a UTF-8 BOM is allowed on the first.
-    :return: the raw entries in file order, one per data line.
-    """
-    iterator = iter(lines)
-    first_line = next(iterator, None)
-    if first_line is None:
-        return
-    bare = map(_without_line_end, itertools.chain([first_line.lstrip(_BOM)], iterator))
-    kept = (line for line in bare if line.strip() and not line.lstrip().startswith("#"))
-    first = next(kept, None)
-    if first is None:
-        return
-    if _URL_START_RE.match(first) is None:
-        header = [cell.strip().lower() for cell in next(csv.reader([first]), [])]
-        column = next((i for i, cell in enumerate(header) if cell in _HEADER_NAMES), None)
-        if column is not None:
-            last = column == len(header) - 1
-            for row in csv.reader(kept):
-                extra = len(row) - len(header)
-                if extra > 0 and _URL_START_RE.match(row[column]):
-                    # an unquoted URL's commas split it over more cells than the header has: the
-                    # surplus cells are its own (only a URL holds commas; the other columns follow)
-                    cells = row[column:] if last else row[column : column + extra + 1]
-                    yield split_target_line(",".join(cells))[0]
-                else:
-                    yield row[column] if column < len(row) else ""
-            return
-    yield _line_target(first)
-    for line in kept:
-        yield _line_target(line)
-
-
-def parse_target_file(text: str) -> list[str]:
-    """Read the targets of a text or CSV file: one target per line.
-
-    Blank lines and lines starting with ``#`` are skipped. The first remaining line is a header
-    when it does not start with ``http://``/``https://`` and one of its CSV cells is ``target``,
-    ``url``, ``domain`` or ``page`` (plural too, any case):
-
-    - with a header, the file is read as CSV (quoted fields may hold commas) and that column is
-      kept; a row with more cells than the header whose target cell starts a URL is an
-      unquoted URL whose commas split it, and the URL is joined back (up to a comma followed by
-      another ``http(s)://``);
-    - without one, each line is split by :func:`split_target_line` and its last piece kept: a line
-      starting with ``http://``/``https://`` (any case) is ONE target, commas included, unless a
-      comma is followed by another ``http(s)://`` (then the last URL is kept, as the last column);
-      any other line is CSV and its last column is kept (``rank,domain`` files; ``1,https://...``
-      keeps the whole URL), with CSV quoting when a field opens with ``"``.
-
-    :param text: the file's content (UTF-8, BOM allowed).
-    :return: the raw entries in file order (not validated; a line ending in a comma gives ``""``,
-        which validation then rejects).
-    """
-    return list(iter_target_file(text.splitlines()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -468,249 +413,3 @@ def normalise_targets(values: Iterable[object]) -> TargetSet:
     """
     targets, extra, _ = normalise_distinct(values)
     return TargetSet(targets=targets, inputs=extra)
-
-
-# ---------------------------------------------------------------------------------------------
-# Planning requests
-# ---------------------------------------------------------------------------------------------
-
-
-def lower_bound(n_targets: int, n_main_domains: int) -> int:
-    """The fewest requests any plan can use: ``max(ceil(n/1000), ceil(d/100))``."""
-    return max(
-        math.ceil(n_targets / api.MAX_TARGETS_PER_REQUEST),
-        math.ceil(n_main_domains / api.MAX_MAIN_DOMAINS_PER_REQUEST),
-    )
-
-
-def plan_chunks(
-    targets: Sequence[str],
-    *,
-    max_targets: int = api.MAX_TARGETS_PER_REQUEST,
-    max_main_domains: int = api.MAX_MAIN_DOMAINS_PER_REQUEST,
-) -> list[list[str]]:
-    """Split normalised targets into as few valid requests as the packing finds.
-
-    Each chunk holds at most ``max_targets`` (T) targets from at most ``max_main_domains`` (D)
-    main domains. Write n for the number of targets, d for the number of main domains, s_max for
-    the size of the largest main domain.
-
-    Method: for k = the lower bound ``max(ceil(n/T), ceil(p/D))`` (:func:`lower_bound` with the
-    given limits, where p, the sum over main domains of ``ceil(size/T)``, replaces d: a main domain
-    of more than T targets takes a domain slot in each of several chunks), k+1, ... try three
-    packings into k chunks and return the first that fits:
-
-    1. worst-fit decreasing: main domains largest first, each into the chunk with the most room
-       for targets that still has a domain slot, split over the emptiest chunks only when it does
-       not fit (spreads targets evenly, keeps a main domain's targets together when it can);
-    2. round robin: main domains largest first dealt to chunks 1..k in turn, never split. It fits
-       whenever ``d <= k*D`` and ``n <= k*(T - s_max)`` (chunk i gets at most s_max plus, for each
-       later item, at most the mean of the k larger items dealt just before it: <= s_max + n/k);
-    3. balanced splitting: it fits whenever ``n <= k*T`` and ``d <= k*(D-1) + 1``. Proof by
-       induction on k (k = 1 is trivial): with sizes sorted, let L be the largest main domain and
-       m = floor(d/k). The first chunk takes m whole main domains W (the j smallest and m-j largest
-       besides L) and a piece a = clamp(n - (k-1)*T - sum(W), 0, s_L) of L. Averages give
-       sum(m smallest) <= m*n/d <= T and, as m+1 > d/k, sum(the d-1-m smallest) <= (k-1)*T, so
-       sum(W) walks from <= T up to >= n - (k-1)*T - s_L in steps < s_L, and the window between
-       those two values is >= s_L wide: some j puts sum(W) inside it. The chunk then has m+1 <= D
-       pieces and <= T targets, and what is left has <= (k-1)*T targets and
-       d - m <= (k-1)*(D-1) + 1 main domains (m >= d - (k-1)*(D-1) - 1 since d <= k*(D-1) + 1).
-
-    So the count equals the lower bound k whenever ``d <= k*(D-1) + 1`` or
-    (``d <= k*D`` and ``n <= k*(T - s_max)``), and it never exceeds
-    ``max(ceil(n/T), ceil((d-1)/(D-1)))`` (for D >= 2; with D = 1 it is the sum over main domains
-    of ``ceil(size/T)``, the optimum). The bound cannot always be met: with 1000 targets of
-    one main domain plus 199 main domains of 5 targets (n=1995, d=200, bound 2) the big domain
-    fills a request alone and the other 199 domains need two more. In the remaining narrow band
-    (``k*(D-1) + 1 < d <= k*D`` with little room for targets) packing is a cardinality-constrained
-    bin packing, NP-hard in general; the packings above may then use more than the bound even
-    when it is achievable.
-
-    Order is deterministic: targets keep their input order inside a chunk, chunks are ordered by
-    their earliest target.
-
-    :param targets: normalised, de-duplicated targets (see :func:`normalise_targets`).
-    :param max_targets: targets per request (the API's limit by default).
-    :param max_main_domains: main domains per request (the API's limit by default).
-    :return: the chunks; empty when there are no targets.
-    """
-    if not targets:
-        return []
-    # Integer positions only, no per-target dict or list entry: main domains are numbered in
-    # first-seen order and group g is the array of its targets' positions, ascending (4 bytes a
-    # target; 1,000,000 targets take ~4 MB here, where a position dict took ~70 MB).
-    code = "i" if len(targets) < 2**31 else "q"
-    groups: list[array[int]] = []
-    numbers: dict[str, int] = {}  # main domain -> group number
-    # host -> its main domain's group: one PSL look-up a host, kept out of main_domain()'s cache
-    by_host: dict[str, array[int]] = {}
-    for i, target in enumerate(targets):
-        host = target_host(target)
-        group = by_host.get(host)
-        if group is None:
-            domain = main_domain.__wrapped__(host) or host  # target_main_domain(), not memoised
-            number = numbers.get(domain)
-            if number is None:
-                number = numbers[domain] = len(groups)
-                groups.append(array(code))
-            group = by_host[host] = groups[number]
-        group.append(i)
-    del by_host, numbers
-    # largest first, ties by first target: group numbers follow first targets and sorted() is stable
-    domains = sorted(range(len(groups)), key=[-len(group) for group in groups].__getitem__)
-    # the lower bound for THESE limits (lower_bound() uses the API's); a main domain bigger than
-    # max_targets needs several pieces, each taking a domain slot of its own chunk
-    pieces = sum(-(-len(group) // max_targets) for group in groups)
-    k = max(math.ceil(len(targets) / max_targets), math.ceil(pieces / max_main_domains))
-    while True:
-        bins = _pack(domains, groups, k, max_targets, max_main_domains)
-        if bins is None:
-            bins = _pack_round_robin(domains, groups, k, max_targets, max_main_domains)
-        if bins is None:
-            bins = _pack_balanced(domains, groups, k, max_targets, max_main_domains)
-        if bins is not None:
-            break
-        k += 1
-    del groups
-    # targets in input order inside a chunk, chunks ordered by their earliest target
-    firsts: list[tuple[int, int]] = []
-    for number, positions in enumerate(bins):
-        if positions:
-            positions = bins[number] = array(code, sorted(positions))
-            firsts.append((positions[0], number))
-    firsts.sort()
-    return [[targets[i] for i in bins[number]] for _, number in firsts]
-
-
-def _pack(
-    domains: Sequence[int],
-    groups: Sequence[array[int]],
-    k: int,
-    max_targets: int,
-    max_main_domains: int,
-) -> list[array[int]] | None:
-    """Place domain groups into ``k`` bins (worst-fit decreasing with splitting), or ``None``.
-
-    :param domains: group numbers, largest group first.
-    :param groups: group number -> the positions of its targets.
-    :return: ``k`` bins of positions, or ``None`` when the groups do not fit.
-    """
-    code = groups[0].typecode if groups else "i"
-    bins = [array(code) for _ in range(k)]
-    slots = [max_main_domains] * k
-    # heap of (-room, bin index) for bins that still have a domain slot and room
-    heap = [(-max_targets, i) for i in range(k)]
-    for domain in domains:
-        rest = groups[domain]
-        while rest:
-            if not heap:
-                return None
-            neg_room, i = heapq.heappop(heap)
-            room = -neg_room
-            placed, rest = rest[:room], rest[room:]
-            bins[i].extend(placed)
-            slots[i] -= 1
-            room -= len(placed)
-            if slots[i] and room:
-                heapq.heappush(heap, (-room, i))
-    return bins
-
-
-def _pack_round_robin(
-    domains: Sequence[int],
-    groups: Sequence[array[int]],
-    k: int,
-    max_targets: int,
-    max_main_domains: int,
-) -> list[array[int]] | None:
-    """Deal the domain groups (largest first) to ``k`` bins in turn, unsplit, or ``None``."""
-    if len(domains) > k * max_main_domains:
-        return None
-    code = groups[0].typecode if groups else "i"
-    bins = [array(code) for _ in range(k)]
-    for i, domain in enumerate(domains):
-        bins[i % k].extend(groups[domain])
-    return bins if all(len(chunk) <= max_targets for chunk in bins) else None
-
-
-def _pack_balanced(
-    domains: Sequence[int],
-    groups: Sequence[array[int]],
-    k: int,
-    max_targets: int,
-    max_main_domains: int,
-) -> list[array[int]] | None:
-    """The constructive packing of :func:`plan_chunks` (point 3), or ``None`` when it fails.
-
-    Each bin (``r`` bins left) takes ``m = floor(d/r)`` whole groups, the ``j`` smallest and
-    ``m - j`` largest besides the largest group ``L``, with the fewest large ones that leave at most
-    ``(r-1)*T`` targets, plus the piece of ``L`` still needed; the rest of ``L`` goes back in.
-    While ``d > r*(D-1) + 1`` (never, when it holds at the start) a bin takes ``D`` whole groups
-    chosen the same way instead, when some choice fits: a best effort beyond the guarantee.
-    """
-    n = sum(len(groups[domain]) for domain in domains)
-    if n > k * max_targets or len(domains) > k * max_main_domains:
-        return None
-    code = groups[0].typecode if groups else "i"
-    taken = [0] * len(domains)
-
-    def take(chunk: array[int], index: int, amount: int) -> None:
-        start = taken[index]
-        taken[index] = start + amount
-        chunk.extend(groups[domains[index]][start : start + amount])
-
-    # (remaining size, index) ascending; alive[lo:] is what is left
-    alive = sorted((len(groups[domain]), i) for i, domain in enumerate(domains))
-    lo = 0
-    rest = n
-    bins: list[array[int]] = []
-    for r in range(k, 1, -1):
-        count = len(alive) - lo
-        if not count:
-            break
-        chunk = array(code)
-        if count > r * (max_main_domains - 1) + 1:  # no room for splits: D whole groups
-            m, top, j = max_main_domains, len(alive), max_main_domains
-            total = sum(size for size, _ in alive[lo : lo + m])
-            while total < rest - (r - 1) * max_targets and j > 0:
-                j -= 1
-                total += alive[top - (m - j)][0] - alive[lo + j][0]
-            if total > max_targets or total < rest - (r - 1) * max_targets:
-                return None
-            for size, index in alive[lo : lo + j] + alive[top - (m - j) : top]:
-                take(chunk, index, size)
-            bins.append(chunk)
-            lo += j
-            del alive[top - (m - j) : top]
-            rest -= total
-            continue
-        size_l, index_l = alive.pop()
-        top = len(alive)
-        m = count // r
-        need = rest - (r - 1) * max_targets
-        j = m
-        total = sum(size for size, _ in alive[lo : lo + m])
-        while total < need - size_l and j > 0:
-            j -= 1
-            total += alive[top - (m - j)][0] - alive[lo + j][0]
-        amount = min(size_l, max(0, need - total))
-        chosen = alive[lo : lo + j] + alive[top - (m - j) : top]
-        for size, index in chosen:
-            take(chunk, index, size)
-        if amount:
-            take(chunk, index_l, amount)
-        if len(chunk) > max_targets or len(chosen) + (amount > 0) > max_main_domains:
-            return None  # cannot happen under the condition above; never return an invalid plan
-        bins.append(chunk)
-        lo += j
-        del alive[top - (m - j) : top]
-        rest -= len(chunk)
-        if size_l > amount:
-            bisect.insort(alive, (size_l - amount, index_l), lo=lo)
-    last = array(code)
-    for size, index in alive[lo:]:
-        take(last, index, size)
-    if len(last) > max_targets or len(alive) - lo > max_main_domains:
-        return None
-    bins.append(last)
-    return bins

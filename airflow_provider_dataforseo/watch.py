@@ -3,7 +3,7 @@
 Pure module: no Airflow import. The change sensor (poke and reschedule modes) and its trigger
 (deferral and AssetWatcher) both call :func:`poll`, so a watch behaves the same in every mode.
 Values are fetched through the operator's own path: the targets' plan
-(:func:`~airflow_provider_dataforseo.targets.plan_chunks`) and
+(:func:`~airflow_provider_dataforseo.chunks.plan_chunks`) and
 :func:`~airflow_provider_dataforseo.fetch.fetch_bulk_pages_summary` with the hook's
 ``bulk_pages_summary`` as ``post``.
 
@@ -32,8 +32,8 @@ from airflow_provider_dataforseo.changes import (
     merge,
     snapshot_entry,
 )
+from airflow_provider_dataforseo.chunks import plan_chunks
 from airflow_provider_dataforseo.fetch import FetchSummary, Row, fetch_bulk_pages_summary
-from airflow_provider_dataforseo.targets import plan_chunks
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -11,9 +11,17 @@ items, gzip) with three semantics-preserving changes:
    the emulator reports ready, and stored as pre-encoded JSON (``msgspec.Raw``);
 2. replies are encoded with ``msgspec`` instead of the standard ``json`` module;
 3. ``is_valid_target``, the sort key of items and each target's main domain (for the
-   100-main-domain check) are memoised per target string.
+   100-main-domain check) are memoised per target string;
+4. replies rendered ahead: the requests of every method are known before the timed runs
+   (:func:`benchmarks.run.method_chunks`), so the warm-up renders each request's items as JSON and
+   gzips them, keyed by the request body's targets and options. A reply to such a request is then
+   the envelope around them, sent as a gzip stream of three members (the envelope's head, the
+   items rendered ahead, its tail: RFC 1952 allows several members, and urllib3 reads them all),
+   so the emulator's CPU per request is negligible and its core does not set the pace. Every
+   other request (a refused slice, a fault) goes the app's own way.
 
-At start-up a self-check compares the memoised items with freshly generated ones.
+At start-up a self-check compares the memoised items with freshly generated ones, and a reply
+rendered ahead with the app's own reply to the same request.
 
 Run by ``benchmarks/run.py``; by hand::
 
@@ -25,13 +33,14 @@ It prints ``READY <url>`` once it serves.
 from __future__ import annotations
 
 import argparse
+import gzip
 import sys
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import uvicorn
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from benchmarks.datasets import generate
 
@@ -39,15 +48,56 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     from fastapi import FastAPI
+    from starlette.requests import Request
 
 _MISSING = object()
+#: Stands for the items in an envelope rendered around items rendered ahead.
+_ITEMS_MARK = b'"@@items-rendered-ahead@@"'
+
+
+class _AheadItems(list[Any]):
+    """Items of a request whose JSON and gzip member were rendered ahead (``key`` finds them)."""
+
+    key: tuple[Any, ...]
+
+
+#: key -> (the items' JSON, the same gzipped as one member)
+_AHEAD: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
 
 
 class _MsgspecJSONResponse(JSONResponse):
-    """A JSONResponse encoded with msgspec (which also writes ``msgspec.Raw`` fragments as is)."""
+    """A JSONResponse encoded with msgspec (which also writes ``msgspec.Raw`` fragments as is).
+
+    Around items rendered ahead it keeps the envelope's head and tail apart (``gzip_parts``).
+    """
+
+    gzip_parts: tuple[bytes, bytes, bytes] | None = None
 
     def render(self, content: Any) -> bytes:
-        return msgspec.json.encode(content)
+        items = _ahead_items(content)
+        if items is None:
+            return msgspec.json.encode(content)
+        result = content["tasks"][0]["result"][0]
+        result["items"] = msgspec.Raw(_ITEMS_MARK)
+        try:
+            head, tail = msgspec.json.encode(content).split(_ITEMS_MARK)
+        finally:
+            result["items"] = items
+        items_json, items_gz = _AHEAD[items.key]
+        self.gzip_parts = (head, items_gz, tail)
+        return head + items_json + tail
+
+
+def _ahead_items(content: Any) -> _AheadItems | None:
+    try:
+        items = content["tasks"][0]["result"][0]["items"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return items if isinstance(items, _AheadItems) else None
+
+
+def _ahead_key(targets: Any, include_subdomains: bool, rank_scale: str, as_of: Any) -> tuple[Any, ...]:
+    return (tuple(targets), include_subdomains, rank_scale, as_of)
 
 
 def build_app(
@@ -56,6 +106,7 @@ def build_app(
     max_simultaneous: int | None,
     balance: float = 1_000_000.0,
     warm: Iterable[str] = (),
+    ahead: Sequence[list[str]] = (),
 ) -> FastAPI:
     """The emulator app with memoised per-target work (see the module doc).
 
@@ -63,8 +114,10 @@ def build_app(
     :param max_simultaneous: the simultaneous-request limit to enforce (40209 above it).
     :param balance: the account's starting balance, USD.
     :param warm: targets whose items are computed before the app is returned.
+    :param ahead: requests' targets (as sent) whose replies' items are rendered and gzipped ahead.
     :return: the app.
-    :raises RuntimeError: when memoised items differ from generated ones.
+    :raises RuntimeError: when memoised items differ from generated ones, or a reply rendered
+        ahead from the app's own.
     """
     from airflow_provider_dataforseo.emulator import app as app_module
     from airflow_provider_dataforseo.emulator import data
@@ -97,6 +150,10 @@ def build_app(
         rank_scale: str = "one_thousand",
         as_of: Any = None,
     ) -> list[Any]:
+        targets = list(targets)
+        ahead = _AHEAD_ITEMS.get(_ahead_key(targets, include_subdomains, rank_scale, as_of))
+        if ahead is not None:
+            return ahead
         items = []
         for target in sorted(dict.fromkeys(targets), key=order_key):
             raw = item_raw(target, include_subdomains, rank_scale, as_of)
@@ -128,11 +185,26 @@ def build_app(
             domains.add(domain)
         return len(domains)
 
+    original_compress = app_module.compress_reply
+
+    def compress_reply(request: Request, reply: Response) -> Response:
+        parts = getattr(reply, "gzip_parts", None)
+        if parts is None or "gzip" not in request.headers.get("accept-encoding", ""):
+            return original_compress(request, reply)
+        head, items_gz, tail = parts
+        level = app_module.GZIP_LEVEL
+        headers = {k: v for k, v in reply.headers.items() if k != "content-length"}
+        headers["content-encoding"] = "gzip"
+        headers["vary"] = "Accept-Encoding"
+        body = gzip.compress(head, compresslevel=level) + items_gz + gzip.compress(tail, compresslevel=level)
+        return Response(content=body, status_code=reply.status_code, headers=headers)
+
     # patched by name: app.py looks these up at call time
     setattr(data, "summary_items", summary_items)  # noqa: B010
     setattr(app_module, "is_valid_target", is_valid_target)  # noqa: B010
     setattr(app_module, "count_main_domains", count_main_domains)  # noqa: B010
     setattr(app_module, "JSONResponse", _MsgspecJSONResponse)  # noqa: B010
+    setattr(app_module, "compress_reply", compress_reply)  # noqa: B010
 
     warm_list = list(warm)
     for target in warm_list:
@@ -149,10 +221,54 @@ def build_app(
     if [count_main_domains(chunk) for chunk in chunks] != [original_count(chunk) for chunk in chunks]:
         raise RuntimeError("memoised main domains differ from computed ones")
 
+    for chunk in ahead:
+        key = _ahead_key(chunk, True, "one_thousand", None)
+        if key in _AHEAD:
+            continue
+        items = _AheadItems(summary_items(chunk))
+        items.key = key
+        items_json = msgspec.json.encode(list(items))
+        _AHEAD[key] = (items_json, gzip.compress(items_json, compresslevel=app_module.GZIP_LEVEL))
+        _AHEAD_ITEMS[key] = items
     app = app_module.create_app(
         EmulatorConfig(balance_usd=balance, latency_seconds=latency, max_simultaneous=max_simultaneous)
     )
+    if ahead:
+        _check_ahead(app, ahead[0])
     return app
+
+
+#: key -> the items rendered ahead, as summary_items returns them
+_AHEAD_ITEMS: dict[tuple[Any, ...], _AheadItems] = {}
+
+
+def _check_ahead(app: FastAPI, chunk: list[str]) -> None:
+    """The reply to ``chunk`` rendered ahead equals the app's own (ids and times aside).
+
+    :raises RuntimeError: when they differ.
+    """
+    from starlette.testclient import TestClient
+
+    body = [{"targets": chunk, "include_subdomains": True}]
+    with TestClient(app) as client:
+        ahead = client.post("/v3/backlinks/bulk_pages_summary/live", json=body, auth=("emulator", "emulator"))
+        key = _ahead_key(chunk, True, "one_thousand", None)
+        saved = _AHEAD_ITEMS.pop(key)
+        try:
+            own = client.post(
+                "/v3/backlinks/bulk_pages_summary/live", json=body, auth=("emulator", "emulator")
+            )
+        finally:
+            _AHEAD_ITEMS[key] = saved
+    if ahead.headers.get("content-encoding") != "gzip":
+        raise RuntimeError("the reply rendered ahead was not gzipped")
+
+    def comparable(payload: dict[str, Any]) -> dict[str, Any]:
+        task = payload["tasks"][0]
+        return {**payload, "time": None, "tasks": [{**task, "id": None, "time": None}]}
+
+    if comparable(ahead.json()) != comparable(own.json()):
+        raise RuntimeError("a reply rendered ahead differs from the app's own reply")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -171,14 +287,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="N:SHAPE",
         help="datasets to pre-compute, e.g. 1000:realistic",
     )
+    parser.add_argument(
+        "--no-ahead",
+        dest="ahead",
+        action="store_false",
+        help="do not render the replies of the datasets' requests ahead (the app renders each)",
+    )
     args = parser.parse_args(argv)
     from airflow_provider_dataforseo.emulator.server import base_url, bind_socket
+    from benchmarks.run import method_chunks
 
     warm: list[str] = []
+    ahead: list[list[str]] = []
     for spec in args.warm:
         n, _, shape = spec.partition(":")
-        warm.extend(generate(int(n), shape or "realistic"))
-    app = build_app(latency=args.latency, max_simultaneous=args.max_simultaneous, warm=warm)
+        targets = generate(int(n), shape or "realistic")
+        warm.extend(targets)
+        if args.ahead:
+            for chunks in method_chunks(targets).values():
+                ahead.extend(chunks)
+    app = build_app(latency=args.latency, max_simultaneous=args.max_simultaneous, warm=warm, ahead=ahead)
     sock = bind_socket("127.0.0.1", 0)
     url = base_url("127.0.0.1", sock.getsockname()[1])
     server = uvicorn.Server(

@@ -51,6 +51,8 @@ nitpick_ignore_regex = [
     ),
 ]
 
+# Private helpers (``_search``) that docstrings of public modules mention; not in the reference.
+nitpick_ignore_regex.append((r"py:.*", r"(.*\.)?_[a-z]\w*"))
 # Names from other projects that docstrings and type hints use unqualified.
 nitpick_ignore = [
     (role, name)
@@ -80,6 +82,7 @@ nitpick_ignore += [
         "Snapshot",
         "Entry",
         "Change",
+        "Piece",
         "airflow_provider_dataforseo.responses._T",
         "EmulatorState",
         "START_TIMEOUT_SECONDS",

@@ -120,6 +120,12 @@ def example_dataforseo_at_scale() -> None:
         targets=targets_uri,
         groups_path=f"{RUN_ROOT}/groups/",
         requests_per_group="{{ params.requests_per_group }}",
+        # targets files are read only under these roots (and [dataforseo] allowed_target_roots):
+        # the generated file, and the files of this folder
+        allowed_target_roots=[
+            f"{OUTPUT_ROOT}/example_dataforseo_at_scale/",
+            DOMAINS_FILE.parent.as_uri() + "/",
+        ],
     )
 
     fetch = BulkPagesSummaryOperator.partial(

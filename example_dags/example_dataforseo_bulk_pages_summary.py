@@ -67,6 +67,9 @@ def example_dataforseo_bulk_pages_summary() -> None:
         include_subdomains="{{ params.include_subdomains }}",
         tag="{{ dag.dag_id }}/{{ run_id }}",
         outlets=[BACKLINKS_ASSET],  # each run's asset event carries the manifest
+        # a file named by a run's params is read only under these roots (or the deployment's
+        # [dataforseo] allowed_target_roots): a run cannot read other files of the worker
+        allowed_target_roots=[TARGETS_URI.rsplit("/", 1)[0] + "/"],
         max_active_requests=10,
         retries=2,
     )

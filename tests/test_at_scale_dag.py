@@ -14,10 +14,11 @@ import requests
 from airflow.sdk import DAG, task
 
 from airflow_provider_dataforseo import api
+from airflow_provider_dataforseo.chunks import plan_chunks
 from airflow_provider_dataforseo.emulator.data import summary_item
 from airflow_provider_dataforseo.operators.bulk_pages_summary import BulkPagesSummaryOperator
 from airflow_provider_dataforseo.operators.plan import plan_bulk_pages_summary
-from airflow_provider_dataforseo.targets import normalise_targets, plan_chunks
+from airflow_provider_dataforseo.targets import normalise_targets
 from tests.conftest import EMULATOR_LOGIN, EMULATOR_PASSWORD, REPO, run_dag
 
 if TYPE_CHECKING:
@@ -60,7 +61,11 @@ def _example_module() -> Any:
     return module
 
 
-def test_at_scale_dag_maps_one_task_per_group_and_merges_the_manifests(emulator: Any, tmp_path: Path) -> None:
+def test_at_scale_dag_maps_one_task_per_group_and_merges_the_manifests(
+    emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the generated targets file lies under the run's output root: the deployment allows it
+    monkeypatch.setenv("AIRFLOW__DATAFORSEO__ALLOWED_TARGET_ROOTS", tmp_path.as_uri())
     from airflow.dag_processing.dagbag import DagBag
 
     module = _example_module()
@@ -183,6 +188,7 @@ def test_at_scale_dag_runs_the_same_with_s3_output(
     from tests.conftest import aws_conn_json
 
     monkeypatch.setenv("AIRFLOW_CONN_SCALE_S3", aws_conn_json(moto_s3))
+    monkeypatch.setenv("AIRFLOW__DATAFORSEO__ALLOWED_TARGET_ROOTS", "s3://scale_s3@scale/out/")
     s3 = boto3.client(
         "s3",
         endpoint_url=moto_s3,

@@ -6,7 +6,8 @@ import importlib.util
 import sys
 from typing import TYPE_CHECKING
 
-from airflow_provider_dataforseo.targets import count_main_domains, normalise_targets, parse_target_file
+from airflow_provider_dataforseo.sources import parse_target_file
+from airflow_provider_dataforseo.targets import count_main_domains, normalise_targets
 from tests.conftest import REPO
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from airflow_provider_dataforseo import api
 from airflow_provider_dataforseo.emulator import EmulatorConfig, EmulatorServer, clock
 from airflow_provider_dataforseo.emulator.__main__ import build_parser
 from airflow_provider_dataforseo.emulator.data import DATA_AS_OF, canonical, summary_item, summary_items
-from airflow_provider_dataforseo.targets import parse_target_file
+from airflow_provider_dataforseo.sources import parse_target_file
 from tests.conftest import REPO
 
 if TYPE_CHECKING:

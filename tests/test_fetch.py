@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_dataforseo import api
+from airflow_provider_dataforseo.chunks import plan_chunks
 from airflow_provider_dataforseo.exceptions import DataForSeoPaymentError, DataForSeoServerError
 from airflow_provider_dataforseo.fetch import FetchSummary, Row, fetch_bulk_pages_summary, rows_for_chunk
 from airflow_provider_dataforseo.responses import TaskResult
-from airflow_provider_dataforseo.targets import TargetSet, normalise_targets, plan_chunks
+from airflow_provider_dataforseo.targets import TargetSet, normalise_targets
 
 if TYPE_CHECKING:
     from collections.abc import Callable

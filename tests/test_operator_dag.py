@@ -11,12 +11,13 @@ import requests
 from airflow.sdk import DAG, task
 
 from airflow_provider_dataforseo import api
+from airflow_provider_dataforseo.chunks import plan_chunks
 from airflow_provider_dataforseo.emulator.data import summary_item
 from airflow_provider_dataforseo.operators.bulk_pages_summary import (
     MAX_XCOM_TARGETS,
     BulkPagesSummaryOperator,
 )
-from airflow_provider_dataforseo.targets import normalise_targets, plan_chunks
+from airflow_provider_dataforseo.targets import normalise_targets
 from tests.conftest import EMULATOR_LOGIN, EMULATOR_PASSWORD, REPO, run_dag
 
 if TYPE_CHECKING:

@@ -1,8 +1,10 @@
 """plan_chunks works on integer positions (for memory); its chunks equal those of the string version.
 
 ``_reference_plan_chunks`` is the implementation before that change (a position dict over all
-targets, groups as lists of strings), kept here verbatim but for names: the new one must give
-IDENTICAL chunks, same order and content, for any input.
+targets, groups as lists of strings, three packings), kept here verbatim but for names: the new one
+must give IDENTICAL chunks, same order and content, whenever it uses as many requests; it may use
+fewer (the full-chunk packing and the exhaustive search of :mod:`airflow_provider_dataforseo.chunks`
+reach the lower bound where the three packings missed it), never more.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import TYPE_CHECKING
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_dataforseo.targets import plan_chunks, target_main_domain
+from airflow_provider_dataforseo.chunks import plan_chunks
+from airflow_provider_dataforseo.targets import target_main_domain
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -182,6 +185,12 @@ def instances(draw: st.DrawFn) -> tuple[list[str], int, int]:
     return _targets(sizes, order, draw(st.integers(0, 2**16))), max_targets, max_main_domains
 
 
+def _assert_same_or_better(chunks: list[list[str]], reference: list[list[str]]) -> None:
+    assert len(chunks) <= len(reference)
+    if len(chunks) == len(reference):
+        assert chunks == reference
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(instances())
 @example((_targets([1, 1, 73], "grouped", 0), 36, 2))  # worst fit fails, round robin / balanced
@@ -190,7 +199,7 @@ def instances(draw: st.DrawFn) -> tuple[list[str], int, int]:
 def test_plan_chunks_equals_the_string_implementation(instance: tuple[list[str], int, int]) -> None:
     targets, max_targets, max_main_domains = instance
     limits = {"max_targets": max_targets, "max_main_domains": max_main_domains}
-    assert plan_chunks(targets, **limits) == _reference_plan_chunks(targets, **limits)
+    _assert_same_or_better(plan_chunks(targets, **limits), _reference_plan_chunks(targets, **limits))
 
 
 def test_plan_chunks_equals_the_string_implementation_at_api_limits() -> None:
@@ -199,8 +208,8 @@ def test_plan_chunks_equals_the_string_implementation_at_api_limits() -> None:
         # a Zipf-like mix: a few main domains over 1000 targets, a long tail of small ones
         sizes = [rnd.randint(1000, 2500) for _ in range(2)] + [1 + int(400 / r) for r in range(1, 600)]
         targets = _targets(sizes, order, seed)
-        assert plan_chunks(targets) == _reference_plan_chunks(targets)
+        _assert_same_or_better(plan_chunks(targets), _reference_plan_chunks(targets))
     # the bound counterexample (a full domain plus 199 small ones) and a single target
     for sizes in ([1000] + [5] * 199, [1]):
         targets = _targets(sizes, "shuffled", 1)
-        assert plan_chunks(targets) == _reference_plan_chunks(targets)
+        _assert_same_or_better(plan_chunks(targets), _reference_plan_chunks(targets))

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_dataforseo import api
+from airflow_provider_dataforseo.chunks import plan_chunks
 from airflow_provider_dataforseo.exceptions import InvalidTargetsError
 from airflow_provider_dataforseo.planning import (
     DEFAULT_MAX_MAP_LENGTH,
@@ -23,14 +24,12 @@ from airflow_provider_dataforseo.planning import (
     merge_manifests,
     normalise_stream,
     plan_chunk_groups,
-    read_target_lines,
     write_chunk_groups,
 )
+from airflow_provider_dataforseo.sources import parse_target_file, read_target_lines
 from airflow_provider_dataforseo.targets import (
     count_main_domains,
     normalise_targets,
-    parse_target_file,
-    plan_chunks,
     target_main_domain,
 )
 from tests.conftest import REPO
@@ -291,7 +290,8 @@ FILES = [
     "a.com,b.com\nshort\n",
     "https://shop.example.com/list?ids=a.com,b.com\r\nhttps://example.org/p?tags=x,y.net\r\n",
     "url\nhttps://a.com/?ids=x,y\n1,https://b.com/?t=p,q\n",
-    '1,https://a.com/?ids=x,y\n2,"https://b.com/?t=p,q"\nhttps://a.com/x,https://b.com/y\n',
+    '1,https://a.com/?ids=x,y\n2,"https://b.com/?t=p,q"\n',
+    "https://a.com/x,https://b.com/y\n",
 ]
 
 

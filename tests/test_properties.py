@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from airflow_provider_dataforseo import api
 from airflow_provider_dataforseo import targets as targets_module
 from airflow_provider_dataforseo.checkpoint import CheckpointError, chunk_digest, outcome_from_record
+from airflow_provider_dataforseo.chunks import plan_chunks
 from airflow_provider_dataforseo.emulator import app as emulator_app
 from airflow_provider_dataforseo.emulator.faults import FAULT_KINDS, FaultConfig, FaultConfigError
 from airflow_provider_dataforseo.exceptions import (
@@ -41,12 +42,10 @@ from airflow_provider_dataforseo.fetch import (
 from airflow_provider_dataforseo.hooks.dataforseo import DataForSeoHook
 from airflow_provider_dataforseo.ratelimit import CostBudget, CostLimitExceededError, RequestLimiter
 from airflow_provider_dataforseo.responses import TaskResult, parse_task_response
+from airflow_provider_dataforseo.sources import coerce_targets, parse_target_file
 from airflow_provider_dataforseo.targets import (
-    coerce_targets,
     count_main_domains,
     normalise_targets,
-    parse_target_file,
-    plan_chunks,
 )
 from airflow_provider_dataforseo.wording import counted
 from tests.conftest import conn_json

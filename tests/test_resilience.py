@@ -31,6 +31,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_dataforseo import api
 from airflow_provider_dataforseo.checkpoint import Checkpoint, CheckpointError, chunk_digest
+from airflow_provider_dataforseo.chunks import plan_chunks
 from airflow_provider_dataforseo.emulator import EmulatorConfig, EmulatorServer
 from airflow_provider_dataforseo.emulator.faults import FAULT_KINDS
 from airflow_provider_dataforseo.exceptions import DataForSeoRateLimitError, DataForSeoServerError
@@ -38,7 +39,7 @@ from airflow_provider_dataforseo.fetch import ChunkOutcome
 from airflow_provider_dataforseo.hooks.dataforseo import DataForSeoHook
 from airflow_provider_dataforseo.operators.bulk_pages_summary import BulkPagesSummaryOperator
 from airflow_provider_dataforseo.ratelimit import RequestLimiter, estimate_cost_usd
-from airflow_provider_dataforseo.targets import normalise_targets, plan_chunks
+from airflow_provider_dataforseo.targets import normalise_targets
 from tests.conftest import EMULATOR_LOGIN, EMULATOR_PASSWORD, REPO, conn_json, run_dag
 
 if TYPE_CHECKING:

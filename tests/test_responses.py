@@ -373,7 +373,7 @@ def test_missing_status_message_still_raises_with_a_message() -> None:
         ("https://example.com/a?x=1", "https://example.com/a/?x=1"),
         ("https://example.com/a", "https://example.com:443/a#frag"),
         ("https://xn--bcher-kva.de/", "https://bücher.de/"),
-        ("https://xn--bcher-kva.de/straße", "https://BÜCHER.de/straße"),
+        ("https://xn--bcher-kva.de/stra%C3%9Fe", "https://BÜCHER.de/straße"),
         ("xn--bcher-kva.de", "bücher.de"),
         ("x.com", "https://www.x.com/"),
         ("x.com", "https://x.com/"),

@@ -18,9 +18,10 @@ import pytest
 import requests
 from airflow.sdk import DAG, task
 
+from airflow_provider_dataforseo.chunks import plan_chunks
 from airflow_provider_dataforseo.emulator.data import summary_item
 from airflow_provider_dataforseo.operators.bulk_pages_summary import BulkPagesSummaryOperator
-from airflow_provider_dataforseo.targets import normalise_targets, plan_chunks
+from airflow_provider_dataforseo.targets import normalise_targets
 from tests.conftest import REPO, aws_conn_json, run_dag
 
 if TYPE_CHECKING:

@@ -16,10 +16,12 @@ from airflow.sdk import DAG, ObjectStoragePath, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_dataforseo.baseline import BaselineStore
+from airflow_provider_dataforseo.chunks import plan_chunks
 from airflow_provider_dataforseo.emulator import EmulatorConfig, EmulatorServer
 from airflow_provider_dataforseo.emulator.data import DATA_AS_OF, summary_item
 from airflow_provider_dataforseo.sensors.backlinks_change import BacklinksChangeSensor
-from airflow_provider_dataforseo.targets import normalise_targets, parse_target_file, plan_chunks
+from airflow_provider_dataforseo.sources import parse_target_file
+from airflow_provider_dataforseo.targets import normalise_targets
 from tests.conftest import REPO, conn_json, run_dag
 
 if TYPE_CHECKING:

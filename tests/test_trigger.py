@@ -20,7 +20,8 @@ from airflow_provider_dataforseo.emulator import EmulatorConfig, EmulatorServer
 from airflow_provider_dataforseo.emulator.data import DATA_AS_OF, summary_item
 from airflow_provider_dataforseo.hooks.dataforseo import DataForSeoHook
 from airflow_provider_dataforseo.sensors.backlinks_change import BacklinksChangeSensor
-from airflow_provider_dataforseo.targets import normalise_targets, parse_target_file
+from airflow_provider_dataforseo.sources import parse_target_file
+from airflow_provider_dataforseo.targets import normalise_targets
 from airflow_provider_dataforseo.triggers.backlinks_change import BacklinksChangeTrigger
 from tests.conftest import REPO, conn_json
 

@@ -730,6 +730,8 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
             task = _bulk_pages_summary(state, tasks[0], start, injector, as_of=sim_clock.current)
             if injected is not None and injected.kind == faults.DROP_ITEMS:
                 faults.drop_items(injected, task, injector.config.drop_share)
+            if injector.config.respell_urls:
+                faults.respell_items(task)
             reply = compress_reply(request, faults.mangle(injected, envelope(api.OK, MSG_OK, start, [task])))
             # the latency is the request's whole response time, the emulator's own work included
             # (the real API's servers do not share the client's CPUs)

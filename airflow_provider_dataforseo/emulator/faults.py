@@ -27,7 +27,9 @@ summing to at most 1):
 Replies the API computed (``hang``, ``slow``, ``disconnect``, ``truncated``, ``drop_items``) are
 charged like a normal reply, as a real server that did the work would; the others cost nothing.
 Separately, ``reject_share`` / ``reject_targets`` make chosen targets invalid: every task holding
-one fails with 40501 ``Invalid Field: 'targets'.`` (the same targets every time).
+one fails with 40501 ``Invalid Field: 'targets'.`` (the same targets every time); and
+``respell_urls`` makes every item echo its ``url`` in another spelling of the same target
+(:func:`respell_url`), as an API that stores URLs its own way may.
 
 Determinism: the fault of a request is drawn from SHA-256 of ``(seed, body, n)`` where ``n``
 counts earlier requests with the same body, so a given seed and workload inject the same faults
@@ -43,10 +45,12 @@ import hashlib
 import json
 import logging
 import math
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import unquote_to_bytes
 
 from fastapi import Request  # noqa: TC002  # FastAPI reads the annotation at run time
 from fastapi.responses import JSONResponse, Response
@@ -110,8 +114,20 @@ NOT_JSON_BODY: Final = "<html><head><title>502 Bad Gateway</title></head><body>B
 #: Path of the admin endpoint (not part of the real API).
 ROUTE: Final = "/_emulator/fault-injection"
 
+_ESCAPE_RE: Final = re.compile(r"%[0-9A-Fa-f]{2}")
+_NON_ASCII_ESCAPES_RE: Final = re.compile(r"(?:%[89A-Fa-f][0-9A-Fa-f])+")
+
 _CONFIG_KEYS: Final = frozenset(
-    {"rates", "seed", "hang_seconds", "slow_seconds", "drop_share", "reject_share", "reject_targets"}
+    {
+        "rates",
+        "seed",
+        "hang_seconds",
+        "slow_seconds",
+        "drop_share",
+        "reject_share",
+        "reject_targets",
+        "respell_urls",
+    }
 )
 
 
@@ -144,6 +160,8 @@ class FaultConfig:
     :param drop_share: share of a reply's items a ``drop_items`` fault removes (at least one).
     :param reject_share: share of all targets the emulator treats as invalid (40501).
     :param reject_targets: targets the emulator treats as invalid (40501), as sent.
+    :param respell_urls: every item's ``url`` echoes its target in another spelling
+        (:func:`respell_url`).
     :raises FaultConfigError: naming the bad setting.
     """
 
@@ -154,6 +172,7 @@ class FaultConfig:
     drop_share: float = 0.1
     reject_share: float = 0.0
     reject_targets: frozenset[str] = frozenset()
+    respell_urls: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.rates, Mapping):
@@ -176,11 +195,13 @@ class FaultConfig:
         if isinstance(targets, str) or not all(isinstance(t, str) for t in targets):
             raise FaultConfigError(f"reject_targets must be a list of strings, got {targets!r:.80}")
         object.__setattr__(self, "reject_targets", frozenset(targets))
+        if not isinstance(self.respell_urls, bool):
+            raise FaultConfigError(f"respell_urls must be true or false, got {self.respell_urls!r:.80}")
 
     @property
     def active(self) -> bool:
         """Whether anything is injected at all."""
-        return bool(self.rates) or self.reject_share > 0 or bool(self.reject_targets)
+        return bool(self.rates) or self.reject_share > 0 or bool(self.reject_targets) or self.respell_urls
 
     @classmethod
     def mix(cls, rate: float, **settings: Any) -> FaultConfig:
@@ -198,7 +219,7 @@ class FaultConfig:
 
         Keys (all optional): ``rates`` (object kind -> share), ``seed`` (int), ``hang_seconds``,
         ``slow_seconds`` (seconds), ``drop_share``, ``reject_share`` (0-1), ``reject_targets`` (list
-        of strings).
+        of strings), ``respell_urls`` (bool).
 
         :raises FaultConfigError: for anything else, naming the key.
         """
@@ -220,7 +241,8 @@ class FaultConfig:
             raise FaultConfigError(str(exc)) from None
 
     def to_json(self) -> dict[str, Any]:
-        """The configuration as JSON (what :meth:`from_json` reads)."""
+        """The configuration as JSON (what :meth:`from_json` reads; ``respell_urls`` only when set)."""
+        respell = {"respell_urls": True} if self.respell_urls else {}
         return {
             "rates": dict(self.rates),
             "seed": self.seed,
@@ -229,6 +251,7 @@ class FaultConfig:
             "drop_share": self.drop_share,
             "reject_share": self.reject_share,
             "reject_targets": sorted(self.reject_targets),
+            **respell,
         }
 
 
@@ -374,6 +397,42 @@ def drop_items(fault: InjectedFault, task: dict[str, Any], share: float) -> None
         result["items"] = keep
 
 
+def respell_url(url: str) -> str:
+    """Another spelling of a normalised target, meaning the same: what an API may echo as ``url``.
+
+    A page gets an upper-case scheme and host, its default port, its non-ASCII escapes decoded
+    (``%C3%A9`` -> ``é``), its other escapes in lower case and ``~`` escaped (``%7e``); a domain
+    is written in upper case.
+
+    :param url: a target as sent, e.g. ``"https://example.com/caf%C3%A9/~u"``.
+    :return: e.g. ``"HTTPS://EXAMPLE.COM:443/café/%7eu"``; never ``url`` itself.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url.upper() if url.upper() != url else f"{url}."
+    host, slash, tail = rest.partition("/")
+    port = "" if ":" in host else (":443" if scheme.lower() == "https" else ":80")
+    tail = _NON_ASCII_ESCAPES_RE.sub(_decoded, tail)
+    tail = _ESCAPE_RE.sub(lambda m: m.group(0).lower(), tail).replace("~", "%7e")
+    return f"{scheme.upper()}://{host.upper()}{port}{slash}{tail}"
+
+
+def _decoded(match: re.Match[str]) -> str:
+    """A run of escapes of UTF-8 bytes as its characters (kept as it is when not valid UTF-8)."""
+    try:
+        return unquote_to_bytes(match.group(0)).decode("utf-8")
+    except UnicodeDecodeError:
+        return match.group(0)
+
+
+def respell_items(task: dict[str, Any]) -> None:
+    """Rewrite each item's ``url`` of a task in place with :func:`respell_url`."""
+    for result in task.get("result") or ():
+        for item in (result.get("items") if isinstance(result, dict) else None) or ():
+            if isinstance(item, dict) and isinstance(item.get("url"), str):
+                item["url"] = respell_url(item["url"])
+
+
 def mangle(fault: InjectedFault | None, reply: Response) -> Response:
     """Turn a computed reply into a ``truncated`` or ``disconnect`` one (others pass through)."""
     if fault is None or fault.kind not in (TRUNCATED, DISCONNECT):
@@ -491,6 +550,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--reject-target", action="append", default=[], metavar="TARGET", help="a target answered with 40501"
     )
+    group.add_argument(
+        "--respell-urls", action="store_true", help="items echo their url in another spelling of the target"
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> FaultConfig | None:
@@ -511,6 +573,7 @@ def config_from_args(args: argparse.Namespace) -> FaultConfig | None:
         drop_share=args.drop_share,
         reject_share=args.reject_share,
         reject_targets=frozenset(args.reject_target),
+        respell_urls=args.respell_urls,
     )
     return config if config.active else None
 
@@ -525,4 +588,6 @@ def describe(config: FaultConfig | None) -> str:
             *parts,
             f"40501 for {config.reject_share:.1%} of targets + {len(config.reject_targets)} named",
         ]
+    if config.respell_urls:
+        parts = [*parts, "item urls respelled"]
     return f"faults (seed {config.seed}): " + ", ".join(parts)

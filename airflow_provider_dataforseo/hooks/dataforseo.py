@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import math
+import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from requests.adapters import HTTPAdapter
 
 from airflow_provider_dataforseo import __version__, api
+from airflow_provider_dataforseo.chunks import lower_bound
 from airflow_provider_dataforseo.exceptions import (
     DataForSeoError,
     DataForSeoInvalidRequestError,
@@ -29,7 +31,7 @@ from airflow_provider_dataforseo.exceptions import (
 )
 from airflow_provider_dataforseo.ratelimit import RequestLimiter
 from airflow_provider_dataforseo.responses import TaskResult, decode_reply, parse_task_response
-from airflow_provider_dataforseo.targets import count_main_domains, lower_bound
+from airflow_provider_dataforseo.targets import count_main_domains
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +41,28 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 180.0
 
 
+#: Attempts at most when nothing answers at the Base URL (connection refused, host name unknown):
+#: one more try covers a server that is restarting; five tries over minutes only delay the hint.
+UNREACHABLE_ATTEMPTS: Final = 2
+#: Host names that mean "this machine": a refused connection there is most likely the emulator.
+_LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0"})
+
+
+class DataForSeoUnreachableError(DataForSeoServerError):
+    """Nothing answers at the connection's Base URL: connection refused or a host name that does
+    not resolve. Retryable, but at most :data:`UNREACHABLE_ATTEMPTS` attempts in all."""
+
+
 def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, DataForSeoError) and exc.retryable
+
+
+def _retry_wanted(state: tenacity.RetryCallState) -> bool:
+    """tenacity's retry test: retryable errors, an unreachable server only :data:`UNREACHABLE_ATTEMPTS`."""
+    exc = state.outcome.exception() if state.outcome is not None else None
+    if exc is None or not _is_retryable(exc):
+        return False
+    return not isinstance(exc, DataForSeoUnreachableError) or state.attempt_number < UNREACHABLE_ATTEMPTS
 
 
 class DataForSeoHook(BaseHook):
@@ -113,7 +135,9 @@ class DataForSeoHook(BaseHook):
     def base_url(self) -> str:
         """The API root without a trailing slash, e.g. ``https://api.dataforseo.com``.
 
-        The connection's Port is used when the host names none.
+        The connection's Port is used when the host names none. A Base URL ending in ``/v3`` (as
+        many clients write it) is used without it: the endpoint paths start with ``/v3/`` (logged
+        at INFO).
 
         :raises DataForSeoInvalidRequestError: (not retried, nothing sent) when the host's port and the
             Port field differ, or the extra ``sandbox`` is not a true/false value (see :func:`as_sandbox`).
@@ -128,7 +152,7 @@ class DataForSeoHook(BaseHook):
         if host:
             if "://" not in host:
                 host = f"https://{host}"
-            return _with_port(host, conn.port)
+            return _without_api_version(_with_port(host, conn.port))
         return api.SANDBOX_URL if sandbox else api.API_URL
 
     def get_conn(self) -> requests.Session:
@@ -189,9 +213,7 @@ class DataForSeoHook(BaseHook):
                 endpoint=endpoint,
             ) from None
         except requests.RequestException as exc:
-            raise DataForSeoServerError(
-                f"connection to {self.base_url} failed: {type(exc).__name__}", endpoint=endpoint
-            ) from None
+            raise transport_error(exc, self.base_url, endpoint=endpoint) from None
         try:
             payload = decode_reply(content, raw_items=raw_items)
         except ValueError:  # msgspec.DecodeError is a ValueError
@@ -207,7 +229,7 @@ class DataForSeoHook(BaseHook):
         self, method: str, endpoint: str, body: object | None = None, *, raw_items: bool = False
     ) -> TaskResult:
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(_is_retryable),
+            retry=_retry_wanted,
             wait=tenacity.wait_random_exponential(multiplier=self.retry_wait_min, max=self.retry_wait_max),
             stop=tenacity.stop_after_attempt(self.max_attempts)
             | tenacity.stop_after_delay(self.max_retry_seconds),
@@ -247,7 +269,7 @@ class DataForSeoHook(BaseHook):
         Cost: 0.02 USD per request plus 0.00003 USD per returned item (DataForSEO pricing).
 
         :param targets: 1 to 1000 NORMALISED targets from at most 100 main domains (see
-            :func:`airflow_provider_dataforseo.targets.plan_chunks`).
+            :func:`airflow_provider_dataforseo.chunks.plan_chunks`).
         :param include_subdomains: count backlinks of the targets' subdomains too.
         :param rank_scale: ``"one_thousand"`` (API default, 0-1000) or ``"one_hundred"`` (0-100).
         :param tag: up to 255 characters, echoed back in the task's ``data``.
@@ -453,6 +475,102 @@ def _with_port(url: str, port: object) -> str:
             "give the port once (nothing was sent)"
         )
     return url
+
+
+def _without_api_version(url: str) -> str:
+    """``url`` without a trailing ``/v3`` path (``https://api.dataforseo.com/v3/`` -> the root)."""
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    if not path.lower().endswith("/v3"):
+        return url
+    root = urlunsplit(parts._replace(path=path[:-3])).rstrip("/")
+    log.info(
+        "The connection's Base URL %s ends in /v3, which every endpoint path starts with: using %s", url, root
+    )
+    return root
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions behind it (causes, contexts, urllib3's ``reason``, exception args)."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack and len(seen) < 32:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        behind = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+        stack.extend(e for e in behind if isinstance(e, BaseException))
+
+
+def transport_error(exc: requests.RequestException, base_url: str, *, endpoint: str) -> DataForSeoError:
+    """The error to raise for a request that got no HTTP reply, naming the URL and the likely fix.
+
+    - TLS spoken to a plain-HTTP server (``SSLError`` "wrong version number", as against the
+      emulator), or any other TLS failure: :class:`DataForSeoInvalidRequestError`, not retried
+      (retrying cannot fix the connection's Host);
+    - connection refused or a host name that does not resolve: :class:`DataForSeoUnreachableError`,
+      retried :data:`UNREACHABLE_ATTEMPTS` times at most; on this machine it asks whether the
+      emulator runs on that port;
+    - anything else (a reset connection, a reply cut short): :class:`DataForSeoServerError`, retried.
+
+    :param exc: what ``requests`` raised (not a timeout; those are mapped apart).
+    :param base_url: the connection's Base URL.
+    :param endpoint: the API path called.
+    :return: the error (not raised).
+    """
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 443)
+    except ValueError:
+        port = _DEFAULT_PORTS.get(parts.scheme, 443)
+    causes = list(_causes(exc))
+    if isinstance(exc, requests.exceptions.SSLError):
+        text = " ".join(str(cause) for cause in causes).lower()
+        if parts.scheme == "https" and ("wrong version number" in text or "record layer" in text):
+            plain = urlunsplit(parts._replace(scheme="http"))
+            return DataForSeoInvalidRequestError(
+                f"connection to {base_url} failed: the server there answers in plain HTTP, not TLS "
+                f"(SSL: wrong version number), as the emulator does: write the connection's Host as "
+                f"{plain} (nothing was sent)",
+                endpoint=endpoint,
+            )
+        return DataForSeoInvalidRequestError(
+            f"connection to {base_url} failed: TLS error ({_first_line(exc)}): check the connection's "
+            f"Host (the API is {api.API_URL}; the emulator speaks plain http://)",
+            endpoint=endpoint,
+        )
+    if any(isinstance(cause, ConnectionRefusedError) for cause in causes):
+        where = (
+            f"is the emulator running on port {port}? Start it with `dataforseo-emulator --port {port}`"
+            if host in _LOOPBACK_HOSTS
+            else "check the connection's Host and Port"
+        )
+        return DataForSeoUnreachableError(
+            f"connection to {base_url} failed: nothing listens there (connection refused): {where}",
+            endpoint=endpoint,
+        )
+    if any(isinstance(cause, socket.gaierror) for cause in causes):
+        return DataForSeoUnreachableError(
+            f"connection to {base_url} failed: the host name {host!r} does not resolve (DNS lookup "
+            f"failed): check the connection's Host for a typo (the API is {api.API_URL}, the sandbox "
+            f"{api.SANDBOX_URL})",
+            endpoint=endpoint,
+        )
+    return DataForSeoServerError(
+        f"connection to {base_url} failed: {type(exc).__name__} ({_first_line(exc)})", endpoint=endpoint
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's text, cut to 200 characters."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= 200 else f"{text[:200]}..."
+
+
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
 def _mask(secret: str) -> None:

@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_dataforseo import api
 from airflow_provider_dataforseo.checkpoint import Checkpoint
+from airflow_provider_dataforseo.chunks import lower_bound, plan_chunks
 from airflow_provider_dataforseo.exceptions import InvalidTargetsError
 from airflow_provider_dataforseo.fetch import ChunkOutcome, FetchSummary, Row, fetch_bulk_pages_summary
 from airflow_provider_dataforseo.hooks.dataforseo import (
@@ -21,22 +22,20 @@ from airflow_provider_dataforseo.hooks.dataforseo import (
     check_tag,
     fail_task_on_permanent_errors,
 )
-from airflow_provider_dataforseo.planning import load_chunk_group, normalise_stream, read_target_lines
+from airflow_provider_dataforseo.planning import load_chunk_group
 from airflow_provider_dataforseo.ratelimit import (
     DEFAULT_REQUESTS_PER_MINUTE,
     CostLimitExceededError,
     RequestLimiter,
     check_max_cost,
 )
+from airflow_provider_dataforseo.sources import parse_roots
 from airflow_provider_dataforseo.targets import (
     TargetSet,
-    coerce_targets,
     count_main_domains,
-    is_storage_uri,
-    lower_bound,
-    normalise_targets,
-    plan_chunks,
 )
+from airflow_provider_dataforseo.targets_io import is_literal
+from airflow_provider_dataforseo.targets_io import read_targets as _read_targets
 from airflow_provider_dataforseo.wording import counted
 
 if TYPE_CHECKING:
@@ -53,24 +52,30 @@ ROWS_FILE_NAME = "bulk_pages_summary.jsonl"
 MANIFEST_FILE_NAME = "manifest.json"
 
 
-def read_targets(value: object) -> TargetSet:
+#: Missing targets listed in the manifest itself; more go to :data:`MISSING_FILE_NAME` beside it.
+MAX_LISTED_MISSING = 100
+#: Name of the file of every missing target (one original input per line) beside the manifest.
+MISSING_FILE_NAME = "missing_targets.txt"
+
+
+def read_targets(value: object, **options: Any) -> TargetSet:
     """Resolve a rendered ``targets`` argument into a validated :class:`TargetSet`.
 
-    :param value: a list of targets, a string that renders a list, newline- or comma-separated
-        text, or the URI of a text/CSV file in object storage (``file:///...``, ``s3://...``; one
-        target per line, header/blank/``#`` lines skipped).
+    :param value: a list or any sequence of strings (a generator, a mapped task's
+        ``LazyXComSequence``), a string that renders a list, text (one or more lines of targets
+        separated by commas, tabs or semicolons), or the URI of a text/CSV file (plain or gzip,
+        any encoding) or sitemap (see :mod:`airflow_provider_dataforseo.sources`).
+    :param options: ``column``, ``encoding``, ``allowed_roots``, ``trusted`` (see
+        :func:`~airflow_provider_dataforseo.targets_io.read_targets_streaming`).
     :return: the normalised, de-duplicated targets. A file is streamed line by line. Either way
         ``inputs`` only lists the targets given in another form or more than once (any other
         target's one input is itself: read them with ``TargetSet.inputs_of(target)``), so
         1,000,000 targets do not hold every input twice.
-    :raises InvalidTargetsError: listing every bad entry.
+    :raises InvalidTargetsError: listing every bad entry with its file line or list position.
+    :raises TargetSourceError: a file outside the allowed roots, missing, a folder, or unreadable.
     :raises TypeError: for a value of an unsupported type.
-    :raises FileNotFoundError: when the file URI names no file.
     """
-    if is_storage_uri(value):
-        with ObjectStoragePath(str(value).strip()).open("r", encoding="utf-8") as handle:  # type: ignore[no-untyped-call]
-            return normalise_stream(read_target_lines(handle)).target_set()
-    return normalise_targets(coerce_targets(value))
+    return _read_targets(value, **options)
 
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -123,6 +128,10 @@ class BulkPagesSummaryOperator(BaseOperator):
     (``requests_per_minute``) are capped for all threads of the task; across tasks, use an Airflow
     pool (e.g. ``pool="dataforseo"`` with 30 slots and ``pool_slots=max_active_requests``).
 
+    The manifest also names the targets without data as the user wrote them:
+    ``missing_target_list`` (up to :data:`MAX_LISTED_MISSING`) and, when there are more,
+    ``missing_targets_uri``, a ``missing_targets.txt`` beside the manifest listing every one.
+
     A target without an item is counted in ``missing_targets`` and named in the log; it never
     becomes a row of zeros. Permanent API errors (credentials, payment, invalid request) and bad
     input fail the task without Airflow retries; transient errors are retried by the hook, then by
@@ -134,8 +143,17 @@ class BulkPagesSummaryOperator(BaseOperator):
     :meth:`get_openlineage_facets_on_complete` reports the endpoint as input and the rows file as
     output.
 
-    :param targets: (templated) a list of targets, a text of them, or a file URI (see
+    :param targets: (templated) a list or any sequence of targets (an upstream task's output, a
+        mapped task's ``LazyXComSequence``), a text of them, or the URI of a file or sitemap (see
         :func:`read_targets`).
+    :param targets_column: (templated) the column of a file, text or rows to read: a header name
+        (``"Target URL"``) or a 0-based index (``0`` is the first column).
+    :param targets_encoding: (templated) the file's encoding (``"cp1252"``, ``"utf-16"``); by
+        default from its BOM, else UTF-8, else detected with charset-normalizer.
+    :param allowed_target_roots: URIs under which target files and sitemaps may be read, e.g.
+        ``["file:///data/seo/", "s3://aws_default@bucket/lists/"]`` (not templated: a run's params
+        cannot widen it), together with ``[dataforseo] allowed_target_roots``. With neither set, only a
+        file URI written literally in the DAG is read; one from a template, params or XCom is refused.
     :param include_subdomains: (templated) count backlinks of the targets' subdomains too (API
         default True); a rendered ``"True"``/``"false"``/``"1"``/``"0"`` is accepted.
     :param rank_scale: ``"one_thousand"`` (0-1000, API default) or ``"one_hundred"`` (0-100).
@@ -157,7 +175,15 @@ class BulkPagesSummaryOperator(BaseOperator):
         each mapped task its own ``output_path`` (e.g. ending in ``part-{{ ti.map_index }}/``).
     """
 
-    template_fields: Sequence[str] = ("targets", "tag", "output_path", "chunk_group", "include_subdomains")
+    template_fields: Sequence[str] = (
+        "targets",
+        "tag",
+        "output_path",
+        "chunk_group",
+        "include_subdomains",
+        "targets_column",
+        "targets_encoding",
+    )
     template_ext: Sequence[str] = ()
     ui_color = "#1a73e8"
 
@@ -175,9 +201,16 @@ class BulkPagesSummaryOperator(BaseOperator):
         hook_params: dict[str, Any] | None = None,
         max_cost_usd: float | None = None,
         requests_per_minute: int = DEFAULT_REQUESTS_PER_MINUTE,
+        targets_column: int | str | None = None,
+        targets_encoding: str | None = None,
+        allowed_target_roots: Sequence[str] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.targets_column = targets_column
+        self.targets_encoding = targets_encoding
+        self.allowed_target_roots = parse_roots(allowed_target_roots)
+        self._targets_literal = is_literal(targets)  # before rendering: written in the DAG file
         if (
             isinstance(max_active_requests, bool)
             or not isinstance(max_active_requests, int)
@@ -213,6 +246,7 @@ class BulkPagesSummaryOperator(BaseOperator):
         self._summary: FetchSummary | None = None  # of the last fetch: asset extras, lineage
         self._rows_uri: str | None = None  # where the last fetch wrote rows
         self._run_key: str | None = None  # "<dag_id>/<task_id>/<run_id>/<map_index>" of this run
+        self._missing: dict[str, Any] | None = None  # the manifest's list of missing targets
 
     @cached_property
     def hook(self) -> DataForSeoHook:
@@ -228,7 +262,7 @@ class BulkPagesSummaryOperator(BaseOperator):
             self.include_subdomains = as_bool(self.include_subdomains, "include_subdomains")
         except ValueError as exc:
             raise AirflowFailException(f"{exc}. Nothing was sent.") from exc
-        self._summary, self._rows_uri = None, None
+        self._summary, self._rows_uri, self._missing = None, None, None
         self.__dict__.pop("hook", None)  # a fresh hook and limiter for every try
         ti = context.get("ti")
         # every try of this task instance resumes from its checkpoint; no other run does
@@ -237,7 +271,9 @@ class BulkPagesSummaryOperator(BaseOperator):
         )
         result = self._execute(context)
         if self._summary is not None:
-            self._publish_to_outlets(context, self._summary.manifest(self._rows_uri))
+            manifest = self._summary.manifest(self._rows_uri)
+            manifest.update(self._missing or {})
+            self._publish_to_outlets(context, manifest)
         return result
 
     def on_kill(self) -> None:
@@ -278,12 +314,18 @@ class BulkPagesSummaryOperator(BaseOperator):
         if self.chunk_group is not None:
             return self._fetch_planned(*self._read_chunk_group())
         try:
-            target_set = read_targets(self.targets)
+            target_set = read_targets(
+                self.targets,
+                column=self.targets_column,
+                encoding=self.targets_encoding or None,
+                allowed_roots=self.allowed_target_roots,
+                trusted=self._targets_literal,
+            )
             if self.tag is not None:
                 check_tag(self.tag)
         except (InvalidTargetsError, TypeError, ValueError) as exc:
             raise AirflowFailException(str(exc)) from exc
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, IsADirectoryError) as exc:
             raise AirflowFailException(
                 f"The targets file {self.targets!r} does not exist. Nothing was sent."
             ) from exc
@@ -334,7 +376,8 @@ class BulkPagesSummaryOperator(BaseOperator):
             )
         rows: list[Row] = []
         summary = self._fetch(target_set, chunks, rows.extend)
-        self._log_summary(summary)
+        self._missing = missing_listing(summary, target_set, None)
+        self._log_summary(summary, target_set)
         return rows
 
     def _fetch_to_storage(self, target_set: TargetSet, chunks: list[list[str]]) -> dict[str, Any]:
@@ -379,11 +422,13 @@ class BulkPagesSummaryOperator(BaseOperator):
             raise
         checkpoint.merge()
         manifest = summary.manifest(str(rows_path))
+        self._missing = missing_listing(summary, target_set, manifest_path or rows_path)
+        manifest.update(self._missing)
         if manifest_path is not None:
             manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         checkpoint.clear()
         self.log.info("Wrote %s to %s", counted(summary.items, "row"), rows_path)
-        self._log_summary(summary)
+        self._log_summary(summary, target_set)
         return manifest
 
     def _request_options(self) -> dict[str, Any]:
@@ -430,7 +475,14 @@ class BulkPagesSummaryOperator(BaseOperator):
         finally:
             self.hook.close()
 
-    def _log_summary(self, summary: FetchSummary) -> None:
+    def _log_summary(self, summary: FetchSummary, target_set: TargetSet | None = None) -> None:
+        """Log the totals; rejected and missing targets as the user wrote them (their inputs)."""
+
+        def named(targets: list[str]) -> list[str]:
+            if target_set is None:
+                return targets
+            return [text for target in targets for text in target_set.inputs_of(target)]
+
         self.log.info(
             "Done: %s, %s, %s, %s, cost %.5f USD",
             counted(summary.requests, "request"),
@@ -443,16 +495,41 @@ class BulkPagesSummaryOperator(BaseOperator):
             self.log.warning(
                 "The API refused %s (40501), isolated by bisection; no rows for them: %s",
                 counted(len(summary.rejected_targets), "target"),
-                ", ".join(summary.rejected_targets[:200]),
+                ", ".join(named(summary.rejected_targets[:200])),
             )
         if summary.missing_targets:
-            shown = summary.missing_targets[:200]
+            shown = named(summary.missing_targets[:200])
             self.log.warning(
                 "No data for %s%s: %s",
                 counted(len(summary.missing_targets), "target"),
-                " (first 200)" if len(shown) < len(summary.missing_targets) else "",
+                " (first 200)" if len(summary.missing_targets) > 200 else "",
                 ", ".join(shown),
             )
+
+
+def missing_listing(
+    summary: FetchSummary, target_set: TargetSet, beside: ObjectStoragePath | None
+) -> dict[str, Any]:
+    """The manifest's list of the targets without data, as the user wrote them.
+
+    :param summary: the finished fetch.
+    :param target_set: gives each target's original inputs.
+    :param beside: the manifest (or rows file) the list of more than :data:`MAX_LISTED_MISSING`
+        goes beside, as ``missing_targets.txt`` (``<rows>.missing_targets.txt`` beside a ``.jsonl``
+        path); ``None`` (XCom mode): the first ones only.
+    :return: ``{"missing_target_list": [...], "missing_targets_uri": str | None}``: the original
+        inputs of every missing target (all of them when there are at most
+        :data:`MAX_LISTED_MISSING`, else the first ones, and every one in the file).
+    """
+    names = [text for target in summary.missing_targets for text in target_set.inputs_of(target)]
+    uri = None
+    if len(names) > MAX_LISTED_MISSING and beside is not None:
+        own = beside.name == MANIFEST_FILE_NAME
+        name = MISSING_FILE_NAME if own else f"{beside.stem}.{MISSING_FILE_NAME}"
+        path = beside.parent / name
+        path.write_text("".join(f"{text}\n" for text in names), encoding="utf-8")
+        uri = str(path)
+    return {"missing_target_list": names[:MAX_LISTED_MISSING], "missing_targets_uri": uri}
 
 
 def _no_sink(rows: list[Row]) -> None:

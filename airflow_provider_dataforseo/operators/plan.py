@@ -28,23 +28,25 @@ from airflow.sdk import BaseOperator, ObjectStoragePath, conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_dataforseo import api
+from airflow_provider_dataforseo.chunks import lower_bound
 from airflow_provider_dataforseo.exceptions import InvalidTargetsError
 from airflow_provider_dataforseo.planning import (
     DEFAULT_MAX_MAP_LENGTH,
     DEFAULT_REQUESTS_PER_GROUP,
-    NormalisedTargets,
-    normalise_stream,
     plan_chunk_groups,
-    read_target_lines,
     write_chunk_groups,
 )
-from airflow_provider_dataforseo.targets import (
-    coerce_targets,
-    count_main_domains,
-    is_storage_uri,
-    lower_bound,
-)
+from airflow_provider_dataforseo.sources import parse_roots
+from airflow_provider_dataforseo.targets import count_main_domains
+from airflow_provider_dataforseo.targets_io import is_literal, read_targets_streaming
 from airflow_provider_dataforseo.wording import counted
+
+__all__ = [
+    "BulkPagesSummaryPlanOperator",
+    "max_map_length",
+    "plan_bulk_pages_summary",
+    "read_targets_streaming",
+]
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -52,24 +54,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 log = logging.getLogger(__name__)
-
-
-def read_targets_streaming(value: object) -> NormalisedTargets:
-    """Read and normalise targets, streaming a file line by line (up to millions of targets).
-
-    :param value: a list of targets, a string that renders a list, newline- or comma-separated
-        text, or the URI of a text/CSV file in object storage (``file://``, ``s3://conn@bucket/key``;
-        one target per line, header/blank/``#`` lines skipped).
-    :return: the distinct normalised targets and the original inputs that differ from them.
-    :raises InvalidTargetsError: listing every bad entry.
-    :raises TypeError: for a value of an unsupported type.
-    :raises FileNotFoundError: when the file URI names no file.
-    """
-    if is_storage_uri(value):
-        path = ObjectStoragePath(str(value).strip())
-        with path.open("r", encoding="utf-8") as handle:  # type: ignore[no-untyped-call]
-            return normalise_stream(read_target_lines(handle))
-    return normalise_stream(coerce_targets(value))
 
 
 def max_map_length() -> int:
@@ -83,6 +67,10 @@ def plan_bulk_pages_summary(
     *,
     requests_per_group: int = DEFAULT_REQUESTS_PER_GROUP,
     max_groups: int | None = None,
+    targets_column: int | str | None = None,
+    targets_encoding: str | None = None,
+    allowed_target_roots: Sequence[str] | str | None = None,
+    trusted: bool = True,
 ) -> list[dict[str, Any]]:
     """Plan targets into chunk groups for ``BulkPagesSummaryOperator.partial(...).expand(chunk_group=...)``.
 
@@ -91,8 +79,9 @@ def plan_bulk_pages_summary(
     the packing finds), and the requests are cut into at most ``max_groups`` groups of about
     ``requests_per_group`` requests. Nothing is sent to DataForSEO and nothing is charged.
 
-    :param targets: a list, a text, or the URI of a text/CSV file of up to 1,000,000 targets in
-        object storage (see :func:`read_targets_streaming`).
+    :param targets: a list or any sequence of strings (a mapped task's output too), a text, or the
+        URI of a text/CSV file or sitemap of up to 1,000,000 targets (see
+        :func:`~airflow_provider_dataforseo.targets_io.read_targets_streaming`).
     :param groups_path: folder URI (``file:///...``, ``s3://conn@bucket/prefix/``) where each group is
         written as ``group-00000.json`` ...; each returned value is then a ~200-byte descriptor
         ``{"uri", "group", "groups", "requests", "targets"}``. Without it the groups are returned
@@ -100,13 +89,25 @@ def plan_bulk_pages_summary(
         :data:`~airflow_provider_dataforseo.planning.MAX_INLINE_TARGETS` targets.
     :param requests_per_group: requests per group (one mapped task each), default 20.
     :param max_groups: most groups; default Airflow's ``[core] max_map_length`` (1024).
+    :param targets_column: the column of a file or of rows to read: a header name or a 0-based index.
+    :param targets_encoding: the file's encoding; by default from its BOM, else UTF-8, else detected.
+    :param allowed_target_roots: roots (URIs) that files and sitemaps must lie under, together with
+        ``[dataforseo] allowed_target_roots``.
+    :param trusted: ``targets`` was written by the DAG author (not rendered from params): with no
+        roots set, a file is read only then.
     :return: one value per group, in order; a group's index equals its mapped task's ``map_index``.
     :raises AirflowFailException: bad targets (every bad entry listed), bad arguments, or too many
         targets for an inline plan; no Airflow retries, nothing was sent.
     """
     limit = max_map_length() if max_groups is None else max_groups
     try:
-        normalised = read_targets_streaming(targets)
+        normalised = read_targets_streaming(
+            targets,
+            column=targets_column,
+            encoding=targets_encoding,
+            allowed_roots=allowed_target_roots,
+            trusted=trusted,
+        )
         groups = plan_chunk_groups(
             normalised.targets, max_groups=limit, requests_per_group=requests_per_group
         )
@@ -146,15 +147,28 @@ class BulkPagesSummaryPlanOperator(BaseOperator):
     over them with ``.partial(...).expand(chunk_group=plan.output)``: one mapped task per group,
     never one per URL, never more than ``max_map_length``. Sends nothing, costs nothing.
 
-    :param targets: (templated) a list, a text, or the URI of a text/CSV file in object storage.
+    :param targets: (templated) a list or any sequence of strings, a text, or the URI of a
+        text/CSV file or sitemap (see :func:`plan_bulk_pages_summary`).
     :param groups_path: (templated) folder URI the group files are written to, e.g.
         ``"s3://aws_default@bucket/dataforseo/{{ dag.dag_id }}/{{ run_id }}/groups/"``; without
         it, groups travel inline through XCom (up to 2,000 targets).
     :param requests_per_group: (templated) requests per group, default 20.
     :param max_groups: most groups; default Airflow's ``[core] max_map_length``.
+    :param targets_column: (templated) the column of a file or of rows to read: a header name or a
+        0-based index.
+    :param targets_encoding: (templated) the file's encoding; detected by default.
+    :param allowed_target_roots: URIs under which target files and sitemaps may be read (not
+        templated: a run's params cannot widen it), together with ``[dataforseo] allowed_target_roots``.
+        With neither set, only a file URI written literally in the DAG is read.
     """
 
-    template_fields: Sequence[str] = ("targets", "groups_path", "requests_per_group")
+    template_fields: Sequence[str] = (
+        "targets",
+        "groups_path",
+        "requests_per_group",
+        "targets_column",
+        "targets_encoding",
+    )
     ui_color = "#8ab4f8"
 
     def __init__(
@@ -164,6 +178,9 @@ class BulkPagesSummaryPlanOperator(BaseOperator):
         groups_path: str | None = None,
         requests_per_group: int | str = DEFAULT_REQUESTS_PER_GROUP,
         max_groups: int | None = None,
+        targets_column: int | str | None = None,
+        targets_encoding: str | None = None,
+        allowed_target_roots: Sequence[str] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -175,6 +192,10 @@ class BulkPagesSummaryPlanOperator(BaseOperator):
         self.groups_path = groups_path
         self.requests_per_group = requests_per_group
         self.max_groups = max_groups
+        self.targets_column = targets_column
+        self.targets_encoding = targets_encoding
+        self.allowed_target_roots = parse_roots(allowed_target_roots)
+        self._targets_literal = is_literal(targets)  # before rendering: written in the DAG file
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         try:
@@ -186,6 +207,10 @@ class BulkPagesSummaryPlanOperator(BaseOperator):
             self.groups_path,
             requests_per_group=requests_per_group,
             max_groups=self.max_groups,
+            targets_column=self.targets_column,
+            targets_encoding=self.targets_encoding or None,
+            allowed_target_roots=self.allowed_target_roots,
+            trusted=self._targets_literal,
         )
 
 

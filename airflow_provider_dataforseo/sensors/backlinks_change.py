@@ -27,7 +27,7 @@ from airflow_provider_dataforseo.hooks.dataforseo import (
     fail_task_on_permanent_errors,
 )
 from airflow_provider_dataforseo.operators.bulk_pages_summary import read_targets
-from airflow_provider_dataforseo.targets import is_storage_uri
+from airflow_provider_dataforseo.sources import is_storage_uri
 from airflow_provider_dataforseo.triggers.backlinks_change import ERROR, TIMEOUT, BacklinksChangeTrigger
 from airflow_provider_dataforseo.watch import BASELINE_STORED, CHANGED, PollResult, commit, poll
 from airflow_provider_dataforseo.wording import counted
