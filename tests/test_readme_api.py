@@ -22,8 +22,21 @@ def _readme_dag_source() -> str:
     return source
 
 
+def _log_lines_the_readme_promises() -> list[str]:
+    """The code spans of the README's "The log shows ..." paragraph, split at "...": what must be logged."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    start = text.index("The log shows")
+    paragraph = text[start : text.index("\n\n", start)]
+    spans = re.findall(r"`([^`]+)`", paragraph.split("For more")[0])
+    return [part.strip() for span in spans for part in span.split("...") if part.strip()]
+
+
 def test_readme_dag_runs_against_the_emulator(
-    dataforseo_conn: str, airflow_db: object, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+    dataforseo_conn: str,
+    airflow_db: object,
+    tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Copy-paste the README's DAG into a file, import it, and run it through dag.test()."""
     path = tmp_path / "dataforseo_first.py"
@@ -45,7 +58,11 @@ def test_readme_dag_runs_against_the_emulator(
         "wikipedia.org",
     ]
     assert all(isinstance(row["item"]["backlinks"], int) for row in rows)
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().out + caplog.text
+    promised = _log_lines_the_readme_promises()
+    assert len(promised) == 3  # "3 targets", "planned into 1 request", "Request 1/1: ..."
+    for line in promised:
+        assert line in printed, line
     for row in rows:  # the report task's lines, exactly as the README's DAG prints them
         backlinks, domains = row["item"]["backlinks"], row["item"]["referring_domains"]
         assert f"{row['target']} backlinks: {backlinks} domains: {domains}" in printed
