@@ -13,15 +13,15 @@ returns the first plan that one of these finds (cheapest first):
 
 1. worst-fit decreasing with splitting;
 2. round robin;
-3. balanced splitting (1-3 are the fast packings: 3 always succeeds when ``n <= k*T`` and
-   ``p <= k*(D-1) + 1``, see :func:`_pack_balanced`);
+3. balanced splitting, which always succeeds when ``n <= k*T`` and ``p <= k*(D-1) + 1`` (proof
+   at ``_pack_balanced``);
 4. full chunks, only in the narrow band ``k*(D-1) + 1 < p <= k*D`` where splits are scarce: with
    ``e = p - k*(D-1) - 1``, e chunks of D whole main domains, the rest to 3 (which then has its
    guarantee's room). Two ways to pick them: greedily, each as full as a window of smallest and
-   largest main domains plus one-for-one upgrades makes it (:func:`_pack_full_chunks`); or one
+   largest main domains plus one-for-one upgrades makes it (``_pack_full_chunks``); or one
    window of e*D consecutive sizes dealt largest first to the lightest chunk, then swaps
-   (:func:`_pack_dealt`);
-5. an exhaustive search (:func:`_search`), complete but capped at :data:`SEARCH_BUDGET` units of
+   (``_pack_dealt``);
+5. an exhaustive search (``_search``), complete but capped at :data:`SEARCH_BUDGET` units of
    work per plan size (a candidate chunk costs the number of distinct sizes left). It picks one
    chunk at a time among the chunks that are full (D pieces, or T targets with at most one piece
    of a main domain that goes on to later chunks, or all that is left), memoising the multisets
@@ -346,20 +346,17 @@ def _pack_full_chunks(
 ) -> list[list[Piece]] | None:
     """Packing 4 of the module doc: e chunks of D whole groups, then balanced splitting, or ``None``."""
     alive = sorted((sizes[group], group) for group in order)
-    rest = sum(sizes)
+    pieces = sum(-(-size // max_targets) for size in sizes)
     bins: list[list[Piece]] = []
     r = k
-    while r > 1:
-        pieces = sum(-(-s // max_targets) for s, _ in alive)
-        if pieces <= r * (max_main_domains - 1) + 1:
-            break
+    while r > 1 and pieces > r * (max_main_domains - 1) + 1:
         chosen = _full_chunk(alive, max_targets, max_main_domains)
         if chosen is None:
             return None
         bins.append([(alive[i][1], 0, alive[i][0]) for i in chosen])
-        rest -= sum(alive[i][0] for i in chosen)
-        for i in sorted(chosen, reverse=True):
-            del alive[i]
+        pieces -= len(chosen)  # whole groups of at most T targets: one piece each
+        taken = set(chosen)
+        alive = [entry for i, entry in enumerate(alive) if i not in taken]
         r -= 1
     left = [group for _, group in sorted(alive, key=lambda entry: (-entry[0], entry[1]))]
     tail = _pack_balanced(left, sizes, r, max_targets, max_main_domains)
@@ -376,7 +373,7 @@ def _pack_dealt(
     With ``r = k - e`` chunks left for balanced splitting, the e full chunks must hold at least
     ``n - r*T`` targets and each at most T. The e*D groups are a window of consecutive sizes
     (ascending order), the highest whose sum is at most e*T, dealt to the e chunks by
-    :func:`_deal`; lower windows are tried while that fails (at most 64 windows).
+    ``_deal``; lower windows are tried while that fails (at most 64 windows).
     """
     n = sum(sizes)
     pieces = sum(-(-size // max_targets) for size in sizes)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from airflow_provider_dataforseo import api
 from airflow_provider_dataforseo.exceptions import DataForSeoError, DataForSeoInvalidRequestError
+from airflow_provider_dataforseo.heap import frozen_heap
 from airflow_provider_dataforseo.ratelimit import (
     CostBudget,
     CostLimitExceededError,
@@ -201,6 +202,7 @@ def rows_for_chunk(
     return rows, matched.missing
 
 
+@frozen_heap()  # collections skip the heap alive before the fetch (see heap.py): ~25x cheaper rows
 def fetch_bulk_pages_summary(
     target_set: TargetSet,
     chunks: Sequence[list[str]],

@@ -78,7 +78,7 @@ class _RawEnvelope(msgspec.Struct):
     tasks: list[_RawTask] | None = None
 
 
-class _ItemUrl(msgspec.Struct):
+class _ItemUrl(msgspec.Struct, gc=False):  # 1000 a reply, never in a cycle: not GC-tracked
     url: Any = None
 
 

@@ -32,7 +32,7 @@ A comma inside a page URL stays in it (``https://x.com/?ids=a.com,b.com`` is one
 it is followed by whitespace, by another ``http(s)://``, or, in a URL without a query, by a
 complete target (``https://a.com/,b.com`` is two). A file whose lines all split into the same
 number of cells, one column of them numbers, is a table first (a header-less Search Console export:
-``https://plumber.example/,2100,80``).
+``https://plumber.example.com/,2100,80``).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from airflow_provider_dataforseo.exceptions import InvalidTargetsError, NotShown
 from airflow_provider_dataforseo.targets import normalise_target
@@ -102,6 +102,8 @@ _PLAUSIBLE_RE = re.compile(
     r"(?:https?://[^\s\"'<>]+|[\w-]+(?:\.[\w-]+)+\.?(?::\d+)?(?:/[^\s\"'<>]*)?)", re.IGNORECASE
 )
 _HEADER_KEY_RE = re.compile(r"[\s_\-]+")
+#: A single value that is a local path (``/data/targets.txt``, ``~/x.csv``, ``./x.txt``), not a target.
+_PATH_RE = re.compile(r"(?:/|~/|\./|\.\./)[^\n,]*")
 _BOMS: Final = (
     (codecs.BOM_UTF32_LE, "utf-32"),
     (codecs.BOM_UTF32_BE, "utf-32"),
@@ -305,6 +307,12 @@ def inline_source(value: object, *, column: int | str | None = None) -> TargetSo
     """
     if isinstance(value, str):
         text = value.strip().lstrip(_BOM)
+        if _PATH_RE.fullmatch(text):
+            uri = "file://" + quote(os.path.abspath(os.path.expanduser(text)))
+            raise TargetSourceError(
+                f"targets {cut(text)!r} looks like a path, not a target: give a file as its URI, "
+                f"e.g. {uri!r} (pathlib.Path.as_uri() writes one)"
+            )
         if text.startswith("[") and text.endswith("]"):
             try:
                 parsed = ast.literal_eval(text)
@@ -342,9 +350,9 @@ def _list_rows(values: Iterable[object], column: int | str | None) -> Iterator[t
             yield index, value
         elif column is None:
             raise TypeError(
-                f"targets #{index} is a row ({type(value).__name__}: {cut(repr(value), 80)}), not a "
-                "string: pass a list of strings, or set targets_column to the row's column to read "
-                "(a 0-based index, or a key of dict rows)"
+                f"targets must be strings: #{index} is a row ({type(value).__name__}: "
+                f"{cut(repr(value), 80)}); pass a list of strings, or set targets_column to the row's "
+                "column to read (a 0-based index, or a key of dict rows)"
             )
         else:
             yield index, _row_cell(value, column, index)
@@ -590,7 +598,7 @@ class _Shape:
 
     def table(self, absorbed: set[int]) -> bool:
         """Every line the same width >= 2, and a URL's commas would swallow a column of numbers
-        only (``https://plumber.example/,2100,80``: a page and two counts, not one page)."""
+        only (``https://plumber.example.com/,2100,80``: a page and two counts, not one page)."""
         return (
             self.lines >= 2
             and len(self.widths) == 1
@@ -705,6 +713,10 @@ def _read_with_header(
 def _read_without_header(
     lines: Callable[[], Iterable[str]], *, name: str, delimiter: str, column: int | str | None
 ) -> Iterator[tuple[int, str]]:
+    if column is None and not any(delimiter in line or '"' in line for _, line in _logical_lines(lines())):
+        for number, line in _logical_lines(lines()):  # one cell a line: the common list
+            yield number, line
+        return
     plain, joined = _Shape(), _Shape()
     absorbed: set[int] = set()  # plain columns a URL's commas took in
     for number, line in _logical_lines(lines()):

@@ -1,6 +1,7 @@
-"""Targets: normalise, validate, de-duplicate, and plan them into request chunks.
+"""Targets: the one normal form, validation, de-duplication, and main domains.
 
-Reading them from lists, text, files and sitemaps is :mod:`airflow_provider_dataforseo.sources`'.
+Reading them from lists, text, files and sitemaps is :mod:`airflow_provider_dataforseo.sources`';
+planning them into requests, :mod:`airflow_provider_dataforseo.chunks`'.
 
 Pure module: no Airflow import, no network. The rules come from the endpoint's doc
 (``https://docs.dataforseo.com/v3/backlinks/bulk_pages_summary/live/``, field ``targets``):
@@ -20,7 +21,8 @@ of the API's item ``url`` (``docs/normal-form.md`` gives every rule with example
   punycode, a default port dropped, the ``#fragment`` dropped, ``.``/``..`` segments resolved, an
   empty path written ``/`` (no other trailing slash is added or removed), percent-escapes
   uppercased, escapes of characters that mean the same plainly decoded (``%7E`` -> ``~``),
-  non-ASCII percent-encoded as UTF-8 (``/café`` -> ``/caf%C3%A9``), by ``yarl``'s requoting;
+  non-ASCII percent-encoded as UTF-8 (``/café`` -> ``/caf%C3%A9``); escapes of reserved
+  characters are kept (``%2F``, ``%3B``: RFC 3986 s.2.2, they may mean something else plainly);
   ``www.`` is kept (it is part of the page's address);
 - domains: lowercased, IDN in punycode, a trailing ``.`` or ``/`` stripped, EVERY leading ``www.``
   label stripped at once (``www.www.x.com`` -> ``x.com``);
@@ -48,7 +50,6 @@ from urllib.parse import urlsplit
 
 import idna
 from publicsuffixlist import PublicSuffixList
-from yarl import URL
 
 from airflow_provider_dataforseo.exceptions import InvalidTargetsError
 
@@ -67,19 +68,25 @@ _WHITESPACE_RE = re.compile(r"\s")  # the characters str.isspace() accepts (both
 #: A page URL already in normal form but for its host's validation: lowercase scheme, a host of
 #: lowercase ASCII letters, digits, dots and hyphens (no port, no user), then a path starting with
 #: ``/`` or nothing, an optional non-empty query, no fragment; path and query hold only characters
-#: that :func:`_normalise_path_query` leaves as they are (plain ones, and uppercase escapes of the
-#: characters it keeps escaped there). With no ``/.`` (a dot segment) it takes the fast path of
-#: :func:`normalise_target`; anything else goes through ``urlsplit`` and ``yarl`` (same result, a
-#: property test checks it, ~4x slower).
+#: that :func:`_normalise_path_query` leaves as they are (the plain ones it allows, and uppercase
+#: escapes of the characters it keeps escaped). With no ``/.`` (a dot segment) it takes the fast
+#: path of :func:`normalise_target`; anything else goes through ``urlsplit`` and
+#: :func:`_normalise_path_query` (same result, a property test checks it, ~4x slower).
 _PLAIN_NETLOC_RE = re.compile(r"[A-Za-z0-9.-]+(:[0-9]*)?")
-#: Escapes yarl keeps as they are (uppercase ones of characters not decoded there), path and query.
-_PATH_KEPT_ESCAPE = r"%(?:[01][0-9A-F]|2[0235BF]|3[CEF]|5[BCDE]|60|7[BCDF]|[89A-F][0-9A-F])"
-_QUERY_KEPT_ESCAPE = r"%(?:[01][0-9A-F]|2[02356B]|3[BCDE]|5[BCDE]|60|7[BCDF]|[89A-F][0-9A-F])"
+#: Characters a path or query keeps as they are: RFC 3986's unreserved, sub-delims, ``: @ /`` and
+#: (in a query) ``?``. Anything else is percent-encoded as UTF-8 (``"<>\^`{|}[]``, non-ASCII, a
+#: ``%`` that starts no escape).
+_URL_PLAIN = r"A-Za-z0-9\-._~!$&'()*+,;=:@/?"
+#: Uppercase escapes of the characters that stay escaped (all but the unreserved ones).
+_KEPT_ESCAPE = r"%(?:[01][0-9A-F]|2[0-9A-CF]|3[A-F]|40|5[B-E]|60|7[B-DF]|[89A-F][0-9A-F])"
 _PLAIN_PAGE_RE = re.compile(
     r"(https?)://([a-z0-9.-]+)"
-    rf"(/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|{_PATH_KEPT_ESCAPE})*)?"
-    rf"(\?(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|{_QUERY_KEPT_ESCAPE})+)?"
+    rf"(/(?:[{_URL_PLAIN.replace('?', '')}]|{_KEPT_ESCAPE})*)?"
+    rf"(\?(?:[{_URL_PLAIN}]|{_KEPT_ESCAPE})+)?"
 )
+#: What :func:`_normalise_path_query` rewrites: an escape (any case), or a character not plain.
+_REQUOTE_RE = re.compile(rf"%[0-9A-Fa-f]{{2}}|[^{_URL_PLAIN}]")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 #: Characters nobody sees that copy and paste bring along (zero-width space, non-joiner and joiner,
 #: word joiner and invisible operators, BOM, soft hyphen, bidirectional marks and controls): removed
 #: from every target, page or domain, before anything else.
@@ -91,6 +98,7 @@ _BROKEN_SCHEME_RE = re.compile(r"(https?)(?:[:;]+[/\\]*|[/\\]+)(?=[^/\\])", re.I
 #: A local file path: absolute, relative with ``./`` or ``../``, home-relative, UNC or Windows.
 _FILE_PATH_RE = re.compile(r"(?:/|\.{1,2}[/\\]|~[/\\]|\\\\|[A-Za-z]:[/\\])")
 _DOMAIN_END_RE = re.compile(r"[/?#]")
+_HOST_PORT_RE = re.compile(r"[A-Za-z0-9.-]+\.[A-Za-z0-9-]+:[0-9]{1,5}(?:[/?#]|$)")
 _WINDOWS_PATH_RE = re.compile(r"[A-Za-z]:[/\\]")
 #: Last labels that name file types rather than top-level domains (only consulted for a label
 #: that is not in the Public Suffix List, so real TLDs such as ``.zip`` or ``.py`` still pass).
@@ -103,6 +111,9 @@ _FILE_EXTENSIONS = frozenset(
         *("webp", "ico", "js", "mjs", "css"),
     }
 )
+#: Top-level domains reserved for documentation (RFC 2606 s.2): in no Public Suffix List rule, yet
+#: accepted, so examples, fixtures and the emulator can use made-up sites such as ``shop.example``.
+_DOCUMENTATION_TLDS = frozenset({"example"})
 #: Characters of a value quoted in an error message (longer values are cut, see :func:`shorten`).
 MAX_SHOWN_LENGTH = 200
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -135,7 +146,7 @@ def _unknown_suffix_reason(host: str) -> str:
             "to read targets from a file, pass its URI as targets, e.g. 'file:///data/targets.txt'"
         )
     return (
-        f"unknown top-level domain '.{shorten(tld, 63)}' (not in the Public Suffix List): check the spelling"
+        f"unknown top-level domain '.{shorten(tld, 63)}' (not in the Public Suffix List): check its spelling"
     )
 
 
@@ -169,8 +180,9 @@ def _normalise_host(host: str) -> str:
         raise _TargetRejected("invalid top-level domain")
     # one look-up on the way through: None for a public suffix itself and for an unknown ending
     # (one the list's '*' default rule would accept: targets.txt, index.html)
-    if _PSL_ICANN.privatesuffix(host, accept_unknown=False) is None:
-        if _PSL_ICANN.publicsuffix(host, accept_unknown=False) is None:
+    documentation = labels[-1] in _DOCUMENTATION_TLDS
+    if _PSL_ICANN.privatesuffix(host, accept_unknown=documentation) is None:
+        if _PSL_ICANN.publicsuffix(host, accept_unknown=documentation) is None:
             raise _TargetRejected(_unknown_suffix_reason(host))
         raise _TargetRejected(f"{host!r} is a public suffix, not a domain")
     return host
@@ -196,7 +208,7 @@ def normalise_target(value: object) -> str:
     if _WHITESPACE_RE.search(text):
         raise _TargetRejected("whitespace inside")
     plain = _PLAIN_PAGE_RE.fullmatch(text)
-    if plain is not None and "/." not in text:  # already normal but for the host: no yarl needed
+    if plain is not None and "/." not in text:  # already normal but for the host
         scheme, host, path, query = plain.groups()
         result = f"{scheme}://{_normalise_host(host)}{path or '/'}{query or ''}"
         if len(result) > MAX_TARGET_LENGTH:
@@ -214,6 +226,9 @@ def normalise_target(value: object) -> str:
     if _FILE_PATH_RE.match(text):
         raise _TargetRejected(_file_path_reason(text))
     if ":" in text.split("/", 1)[0]:
+        if _HOST_PORT_RE.match(text):  # example.com:8080/page: a page without its scheme
+            hint = shorten("https://" + text + ("" if "/" in text else "/"))
+            raise _TargetRejected(f"a page needs its scheme: did you mean {hint!r}? (domains have no port)")
         raise _TargetRejected("not a URL with http:// or https://, nor a domain")
     return _normalise_domain(text)
 
@@ -254,20 +269,51 @@ def _normalise_page(text: str, scheme: str) -> str:
 
 
 def _normalise_path_query(path: str, query: str) -> tuple[str, str]:
-    """A URL's path and query in normal form, by ``yarl``'s requoting (RFC 3986 s.6.2.2).
+    """A URL's path and query in normal form (RFC 3986 s.6.2.2, with WHATWG's encoding of the rest).
 
-    Percent-escapes uppercased; escapes of characters that mean the same written plainly decoded
-    (the unreserved ``A-Z a-z 0-9 - . _ ~`` everywhere, and the delimiters that split nothing
-    there); non-ASCII and the characters no URL may hold plainly (``" < > \\ ^ ` { | }``, ``[ ]``
-    in a path) percent-encoded as UTF-8; a ``%`` that starts no escape written ``%25``; ``.`` and
-    ``..`` segments removed. An empty path is ``/``.
+    Percent-escapes uppercased; escapes of unreserved characters (``A-Z a-z 0-9 - . _ ~``) decoded,
+    and only those (an escaped reserved character such as ``%2F`` or ``%3B`` may mean something
+    else than the plain one, RFC 3986 s.2.2); non-ASCII characters and the ASCII ones no URL may
+    hold plainly (``" < > \\ ^ ` { | } [ ]``, DEL) percent-encoded as UTF-8; a ``%`` that starts
+    no escape written ``%25``; then ``.`` and ``..`` segments removed (s.5.2.4). An empty path is
+    ``/``. One pass gives the fixed point: what it writes it leaves as it is.
 
-    :param path: the path as written (after the host), e.g. ``"/caf%c3%a9"``.
+    :param path: the path as written (after the host), e.g. ``"/caf%c3%a9/./x"``.
     :param query: the query as written, without its ``?``.
-    :return: ``(path, query)``, e.g. ``("/caf%C3%A9", "")``.
+    :return: ``(path, query)``, e.g. ``("/caf%C3%A9/x", "")``.
+    :raises _TargetRejected: for a character that has no UTF-8 form (a lone surrogate).
     """
-    url = URL(f"http://h{path or '/'}{'?' if query else ''}{query}")
-    return url.raw_path or "/", url.raw_query_string
+    try:
+        path = _remove_dot_segments(_REQUOTE_RE.sub(_requoted, path) or "/")
+        return path, _REQUOTE_RE.sub(_requoted, query)
+    except UnicodeEncodeError:
+        raise _TargetRejected("a character that has no UTF-8 form (a lone surrogate)") from None
+
+
+def _requoted(match: re.Match[str]) -> str:
+    """One escape or character of :data:`_REQUOTE_RE` in normal form."""
+    token = match.group(0)
+    if len(token) == 3:  # an escape
+        char = chr(int(token[1:], 16))
+        return char if char in _UNRESERVED else token.upper()
+    return "".join(f"%{byte:02X}" for byte in token.encode("utf-8"))
+
+
+def _remove_dot_segments(path: str) -> str:
+    """``path`` (starting with ``/``) without ``.`` and ``..`` segments (RFC 3986 s.5.2.4)."""
+    if "." not in path:
+        return path
+    segments = path.split("/")[1:]
+    kept: list[str] = []
+    for segment in segments:
+        if segment == "..":
+            if kept:
+                kept.pop()
+        elif segment != ".":
+            kept.append(segment)
+    if segments[-1] in (".", ".."):  # /a/. and /a/b/.. name the folder: /a/
+        kept.append("")
+    return "/" + "/".join(kept)
 
 
 def _normalise_domain(text: str) -> str:
@@ -405,7 +451,7 @@ def normalise_distinct(values: Iterable[object]) -> tuple[list[str], dict[str, l
 def normalise_targets(values: Iterable[object]) -> TargetSet:
     """Normalise, validate and de-duplicate targets, keeping first-seen order.
 
-    :param values: raw entries (see :func:`coerce_targets`).
+    :param values: raw entries (see :func:`airflow_provider_dataforseo.sources.coerce_targets`).
     :return: the :class:`TargetSet` (its ``inputs`` lists only the targets given in another form
         or more than once).
     :raises InvalidTargetsError: listing EVERY bad entry with its position and reason; also when

@@ -11,12 +11,16 @@ items, gzip) with three semantics-preserving changes:
    the emulator reports ready, and stored as pre-encoded JSON (``msgspec.Raw``);
 2. replies are encoded with ``msgspec`` instead of the standard ``json`` module;
 3. ``is_valid_target``, the sort key of items and each target's main domain (for the
-   100-main-domain check) are memoised per target string;
+   100-main-domain check) are memoised per target string, and the check of a request's
+   ``targets`` per target list;
 4. replies rendered ahead: the requests of every method are known before the timed runs
    (:func:`benchmarks.run.method_chunks`), so the warm-up renders each request's items as JSON and
    gzips them, keyed by the request body's targets and options. A reply to such a request is then
-   the envelope around them, sent as a gzip stream of three members (the envelope's head, the
-   items rendered ahead, its tail: RFC 1952 allows several members, and urllib3 reads them all),
+   the envelope around them, sent as ONE gzip member whose deflate stream is three pieces: the
+   envelope's head and tail compressed per request, the items compressed ahead (each piece ends
+   on a byte boundary, RFC 1951 sync flush; the CRC-32 is computed per request, ~0.5 ms). (Three
+   gzip members would be valid RFC 1952 too, but urllib3 2.x mis-decodes some member
+   boundaries.)
    so the emulator's CPU per request is negligible and its core does not set the pace. Every
    other request (a refused slice, a fault) goes the app's own way.
 
@@ -34,7 +38,9 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import struct
 import sys
+import zlib
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +67,7 @@ class _AheadItems(list[Any]):
     key: tuple[Any, ...]
 
 
-#: key -> (the items' JSON, the same gzipped as one member)
+#: key -> (the items' JSON, the same as raw deflate ending in a sync flush)
 _AHEAD: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
 
 
@@ -72,6 +78,7 @@ class _MsgspecJSONResponse(JSONResponse):
     """
 
     gzip_parts: tuple[bytes, bytes, bytes] | None = None
+    items_key: tuple[Any, ...] = ()
 
     def render(self, content: Any) -> bytes:
         items = _ahead_items(content)
@@ -83,9 +90,32 @@ class _MsgspecJSONResponse(JSONResponse):
             head, tail = msgspec.json.encode(content).split(_ITEMS_MARK)
         finally:
             result["items"] = items
-        items_json, items_gz = _AHEAD[items.key]
-        self.gzip_parts = (head, items_gz, tail)
+        items_json, items_deflate = _AHEAD[items.key]
+        self.gzip_parts = (head, items_deflate, tail)
+        self.items_key = items.key
         return head + items_json + tail
+
+
+#: gzip member header: deflate, no flags, no mtime, unknown OS (RFC 1952)
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+
+def _deflate(data: bytes, *, final: bool) -> bytes:
+    """Raw deflate of ``data`` at the app's gzip level; a sync flush (byte-aligned, the stream goes
+    on) unless ``final``."""
+    compressor = zlib.compressobj(_gzip_level(), zlib.DEFLATED, -zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH)
+
+
+def _gzip_level() -> int:
+    from airflow_provider_dataforseo.emulator.app import GZIP_LEVEL
+
+    return GZIP_LEVEL
+
+
+def _ahead_items_key(reply: Any) -> tuple[Any, ...]:
+    key: tuple[Any, ...] = reply.items_key
+    return key
 
 
 def _ahead_items(content: Any) -> _AheadItems | None:
@@ -151,8 +181,11 @@ def build_app(
         as_of: Any = None,
     ) -> list[Any]:
         targets = list(targets)
-        ahead = _AHEAD_ITEMS.get(_ahead_key(targets, include_subdomains, rank_scale, as_of))
+        on_epoch = as_of is None or (epoch is not None and as_of <= epoch.date())
+        key = _ahead_key(targets, include_subdomains, rank_scale, None if on_epoch else as_of)
+        ahead = _AHEAD_ITEMS.get(key)
         if ahead is not None:
+            _AHEAD_HITS.append(1)
             return ahead
         items = []
         for target in sorted(dict.fromkeys(targets), key=order_key):
@@ -185,18 +218,40 @@ def build_app(
             domains.add(domain)
         return len(domains)
 
+    original_targets_error = app_module._targets_error
+    targets_errors: dict[tuple[str, ...], str | None] = {}
+
+    def targets_error(targets: object) -> str | None:
+        if not isinstance(targets, list) or not all(isinstance(target, str) for target in targets):
+            return original_targets_error(targets)
+        key = tuple(targets)
+        known = targets_errors.get(key, _MISSING)
+        if known is _MISSING:
+            known = targets_errors[key] = original_targets_error(targets)
+        return known  # type: ignore[return-value]
+
     original_compress = app_module.compress_reply
 
     def compress_reply(request: Request, reply: Response) -> Response:
         parts = getattr(reply, "gzip_parts", None)
         if parts is None or "gzip" not in request.headers.get("accept-encoding", ""):
             return original_compress(request, reply)
-        head, items_gz, tail = parts
-        level = app_module.GZIP_LEVEL
+        head, items_deflate, tail = parts
+        items_json = _AHEAD[_ahead_items_key(reply)][0]
         headers = {k: v for k, v in reply.headers.items() if k != "content-length"}
         headers["content-encoding"] = "gzip"
         headers["vary"] = "Accept-Encoding"
-        body = gzip.compress(head, compresslevel=level) + items_gz + gzip.compress(tail, compresslevel=level)
+        crc = zlib.crc32(tail, zlib.crc32(items_json, zlib.crc32(head)))
+        size = len(head) + len(items_json) + len(tail)
+        body = b"".join(
+            (
+                _GZIP_HEADER,
+                _deflate(head, final=False),
+                items_deflate,
+                _deflate(tail, final=True),
+                struct.pack("<II", crc, size & 0xFFFFFFFF),
+            )
+        )
         return Response(content=body, status_code=reply.status_code, headers=headers)
 
     # patched by name: app.py looks these up at call time
@@ -205,6 +260,7 @@ def build_app(
     setattr(app_module, "count_main_domains", count_main_domains)  # noqa: B010
     setattr(app_module, "JSONResponse", _MsgspecJSONResponse)  # noqa: B010
     setattr(app_module, "compress_reply", compress_reply)  # noqa: B010
+    setattr(app_module, "_targets_error", targets_error)  # noqa: B010
 
     warm_list = list(warm)
     for target in warm_list:
@@ -228,8 +284,9 @@ def build_app(
         items = _AheadItems(summary_items(chunk))
         items.key = key
         items_json = msgspec.json.encode(list(items))
-        _AHEAD[key] = (items_json, gzip.compress(items_json, compresslevel=app_module.GZIP_LEVEL))
+        _AHEAD[key] = (items_json, _deflate(items_json, final=False))
         _AHEAD_ITEMS[key] = items
+        targets_error(chunk)
     app = app_module.create_app(
         EmulatorConfig(balance_usd=balance, latency_seconds=latency, max_simultaneous=max_simultaneous)
     )
@@ -240,6 +297,8 @@ def build_app(
 
 #: key -> the items rendered ahead, as summary_items returns them
 _AHEAD_ITEMS: dict[tuple[Any, ...], _AheadItems] = {}
+#: one entry per request answered with items rendered ahead (the self-check counts them)
+_AHEAD_HITS: list[int] = []
 
 
 def _check_ahead(app: FastAPI, chunk: list[str]) -> None:
@@ -250,24 +309,28 @@ def _check_ahead(app: FastAPI, chunk: list[str]) -> None:
     from starlette.testclient import TestClient
 
     body = [{"targets": chunk, "include_subdomains": True}]
+    hits = len(_AHEAD_HITS)
+    path = "/v3/backlinks/bulk_pages_summary/live"
+    auth = ("emulator", "emulator")
     with TestClient(app) as client:
-        ahead = client.post("/v3/backlinks/bulk_pages_summary/live", json=body, auth=("emulator", "emulator"))
+        # the raw bytes: httpx (the test client) reads only the first gzip member, urllib3 all
+        with client.stream("POST", path, json=body, auth=auth, headers={"accept-encoding": "gzip"}) as reply:
+            encoding = reply.headers.get("content-encoding")
+            ahead = msgspec.json.decode(gzip.decompress(b"".join(reply.iter_raw())))
         key = _ahead_key(chunk, True, "one_thousand", None)
         saved = _AHEAD_ITEMS.pop(key)
         try:
-            own = client.post(
-                "/v3/backlinks/bulk_pages_summary/live", json=body, auth=("emulator", "emulator")
-            )
+            own = client.post(path, json=body, auth=auth).json()
         finally:
             _AHEAD_ITEMS[key] = saved
-    if ahead.headers.get("content-encoding") != "gzip":
-        raise RuntimeError("the reply rendered ahead was not gzipped")
+    if len(_AHEAD_HITS) != hits + 1 or encoding != "gzip":
+        raise RuntimeError("the request was not answered from its gzipped reply rendered ahead")
 
     def comparable(payload: dict[str, Any]) -> dict[str, Any]:
         task = payload["tasks"][0]
         return {**payload, "time": None, "tasks": [{**task, "id": None, "time": None}]}
 
-    if comparable(ahead.json()) != comparable(own.json()):
+    if comparable(ahead) != comparable(own):
         raise RuntimeError("a reply rendered ahead differs from the app's own reply")
 
 
@@ -314,6 +377,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1
         )
     )
+    import gc
+
+    gc.freeze()  # the warmed caches (millions of objects) are not walked by each collection
     print(f"READY {url}", flush=True)
     server.run(sockets=[sock])
     return 0

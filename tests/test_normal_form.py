@@ -7,6 +7,7 @@ that the fast path for already-normal URLs gives what the full path gives.
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,15 @@ import requests
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_dataforseo.emulator.faults import respell_url
+from airflow_provider_dataforseo.emulator.faults import (
+    FaultConfig,
+    FaultConfigError,
+    add_cli_arguments,
+    config_from_args,
+    describe,
+    respell_url,
+)
+from airflow_provider_dataforseo.exceptions import InvalidTargetsError
 from airflow_provider_dataforseo.fetch import ChunkOutcome, fetch_chunk
 from airflow_provider_dataforseo.hooks.dataforseo import DataForSeoHook
 from airflow_provider_dataforseo.planning import load_chunk_group, plan_chunk_groups, write_chunk_groups
@@ -64,6 +73,9 @@ SAME_FORM = {
     "my.zip": "my.zip",
     "web.dev": "web.dev",
     "https://www.example.zip/": "https://www.example.zip/",
+    # the documentation TLD (RFC 2606), which the fixtures and examples use, though in no PSL rule
+    "https://www.plumber.example/": "https://www.plumber.example/",
+    "www.shop.example": "shop.example",
 }
 
 
@@ -92,6 +104,7 @@ REFUSED = {
     "sitemap.xml": "looks like a file name, not a domain ('.xml' is no top-level domain)",
     "https://sitemap.xml/": "looks like a file name",
     "shop.example.notatld": "unknown top-level domain '.notatld'",
+    "intranet.test": "unknown top-level domain '.test'",
     # hints that make sense
     "/tmp/x": "looks like a file path, not a target: to read targets from a file, pass its URI as targets, "
     "e.g. 'file:///tmp/x'",
@@ -102,6 +115,8 @@ REFUSED = {
     "http:///example.com": "did you mean 'http://example.com'?",
     "example.com/page": "did you mean 'https://example.com/page'?",
     "example.com?q=1": "did you mean 'https://example.com?q=1'?",
+    "example.com:8080": "did you mean 'https://example.com:8080/'? (domains have no port)",
+    "example.com:8080/page": "did you mean 'https://example.com:8080/page'?",
     "https://example.com/a\x00b": "control character inside",
 }
 
@@ -235,6 +250,34 @@ def test_the_normal_form_is_a_fixed_point(raw: str) -> None:
     assert not any(c.isspace() for c in once)
     if "://" not in once:
         assert not once.startswith("www.") or once.count(".") == 2  # only www.<public suffix> keeps it
+
+
+_ANY_TAIL = st.sampled_from(
+    [
+        *"/\\.%-_~?#&=@[]:09afAFxyz é日\u200b\u00ad\x00+;,'!$*()|^`{}\"<>",
+        *("%2e", "%2E%2e", "%25", "%7e", "%2F", "%3f", "%23", "/./", "/../", "%C3%A9", "%c3", "%%"),
+    ]
+)
+_ANY_START = st.sampled_from(
+    [
+        "https://example.com",
+        "HTTP://www.Example.co.uk:80",
+        "https://bücher.de:443",
+        "http://x.zip:8080",
+        "www.www.a.dev",
+    ]
+)
+
+
+@PROPERTY_SETTINGS
+@given(_ANY_START, st.lists(_ANY_TAIL, max_size=25).map("".join))
+def test_any_accepted_tail_is_a_fixed_point(start: str, tail: str) -> None:
+    """Odd characters, broken escapes and dot segments after a valid start: accepted once, stable."""
+    try:
+        once = normalise_target(start + tail)
+    except ValueError:
+        return
+    assert normalise_target(once) == once
 
 
 _UNRESERVED = "abcXYZ019-._~"
@@ -383,3 +426,56 @@ def test_a_follow_up_that_also_loses_the_item_asks_only_for_it(
     assert outcome.unmatched_items == 0
     assert asked[1:] == [outcome.missing_targets]  # the follow-up asked for the lost target alone
     assert set(answered) | set(outcome.missing_targets) == set(ECHO_TARGETS)
+
+
+def test_a_5_mb_entry_is_not_echoed_whole_in_the_error() -> None:
+    """Issue 11: a 5 MB line was echoed whole in the exception (5,000,096 characters)."""
+    with pytest.raises(InvalidTargetsError) as info:
+        normalise_targets(["ok.com", "x" * 5_000_000, "y" * 5_000_000 + ".com/page"])
+    message = str(info.value)
+    assert len(message) < 1500
+    assert "(5000000 characters)" in message  # says how long the value was
+    assert [position for position, _, _ in info.value.errors] == [1, 2]
+    assert info.value.errors[1][1] == "y" * 5_000_000 + ".com/page"  # the value itself is kept
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(targets(), min_size=1, max_size=8))
+def test_a_handed_over_target_set_normalises_to_itself(raw: list[str]) -> None:
+    """Issue 10: the sensor hands normalised targets to its trigger, which normalises them again:
+    both must key the baseline alike (no second form, no input recorded twice)."""
+    try:
+        first = normalise_targets(raw)
+    except InvalidTargetsError:
+        return
+    again = normalise_targets(first.targets)
+    assert again.targets == first.targets
+    assert again.inputs == {}  # every target is already its own input
+
+
+def test_the_emulator_setting_respell_urls_round_trips_and_is_checked() -> None:
+    config = FaultConfig.from_json({"respell_urls": True})
+    assert config.active and config.respell_urls
+    assert FaultConfig.from_json(config.to_json()) == config
+    assert "respell_urls" not in FaultConfig().to_json()  # off: the JSON is as before
+    with pytest.raises(FaultConfigError, match="respell_urls must be true or false"):
+        FaultConfig.from_json({"respell_urls": "yes"})
+    parser = argparse.ArgumentParser()
+    add_cli_arguments(parser)
+    from_cli = config_from_args(parser.parse_args(["--respell-urls"]))
+    assert from_cli is not None and from_cli.respell_urls
+    assert "item urls respelled" in describe(from_cli)
+
+
+def test_sensor_and_trigger_key_the_same_baseline() -> None:
+    """Issue 10: the sensor normalised www.www.example.com to www.example.com and the trigger that to
+    example.com, so they keyed different baselines and alerted the same changes on every run."""
+    from airflow_provider_dataforseo.baseline import baseline_key
+    from airflow_provider_dataforseo.operators.bulk_pages_summary import read_targets
+
+    raw = ["www.www.example.com", "https://example.com/café\u200b", "https://example.com/%7Euser"]
+    sensor_side = read_targets(raw)  # BacklinksChangeSensor._target_set
+    trigger_side = read_targets(list(sensor_side.targets))  # what it hands the trigger, read again
+    assert trigger_side.targets == sensor_side.targets
+    fields = ["lost_date", "broken_backlinks"]
+    assert baseline_key(trigger_side.targets, fields, True) == baseline_key(sensor_side.targets, fields, True)

@@ -109,7 +109,7 @@ def test_targets_column_by_index_and_by_name_any_case() -> None:
     uri = uri_of(FIXTURES / "semrush_backlinks.csv")
     by_name = read(uri, column="  TARGET URL ")
     assert by_name == read(uri, column=3) == read(uri, column="3")
-    assert by_name == ["https://plumber.example/", "https://plumber.example/contact"]
+    assert by_name == ["https://plumber.example.com/", "https://plumber.example.com/contact"]
     with pytest.raises(TargetSourceError, match="targets_column='Landing page'"):
         read(uri, column="Landing page")
 
@@ -131,14 +131,14 @@ def test_separators_never_lose_targets_in_files_and_text() -> None:
 
 
 def test_a_headerless_search_console_row_is_its_url_not_the_whole_row() -> None:
-    text = 'https://plumber.example/,"2,100",80\nhttps://plumber.example/a,"1,050",7\n'
-    assert parse_target_file(text) == ["https://plumber.example/", "https://plumber.example/a"]
+    text = 'https://plumber.example.com/,"2,100",80\nhttps://plumber.example.com/a,"1,050",7\n'
+    assert parse_target_file(text) == ["https://plumber.example.com/", "https://plumber.example.com/a"]
 
 
 def test_known_export_column_names_are_read_not_the_last_column() -> None:
     for header in ("Top pages", "Target page", "Site", "Address", "Target URL", "top_pages", "ADDRESS"):
-        text = f"{header},Position,Title 1\nhttps://a.example/,3,Home\n"
-        assert parse_target_file(text) == ["https://a.example/"], header
+        text = f"{header},Position,Title 1\nhttps://a.example.com/,3,Home\n"
+        assert parse_target_file(text) == ["https://a.example.com/"], header
 
 
 @pytest.mark.parametrize(
@@ -146,13 +146,13 @@ def test_known_export_column_names_are_read_not_the_last_column() -> None:
     [
         # two target columns beside data, no header: which one?
         (
-            "https://a.example/,https://b.example/,5\nhttps://c.example/,https://d.example/,6\n",
+            "https://a.example.com/,https://b.example.com/,5\nhttps://c.example.com/,https://d.example.com/,6\n",
             ["columns 0, 1"],
         ),
         # no column holds targets
         ("Position,Clicks\n1,2\n3,4\n", ["no column holds targets", "line 1"]),
         # a column mixing targets with other values beside a data column
-        ("1,a.example\n2,not a target\n", ["column 1", "line 2", "whitespace inside"]),
+        ("1,a.example.com\n2,not a target\n", ["column 1", "line 2", "whitespace inside"]),
     ],
 )
 def test_undecidable_columns_fail_naming_the_line_and_what_to_set(text: str, fragments: list[str]) -> None:
@@ -206,6 +206,14 @@ def test_a_five_megabyte_line_is_not_echoed_whole(tmp_path: Path) -> None:
     assert len(str(info.value)) < 1000
 
 
+@pytest.mark.parametrize("path", ["/tmp/targets.txt", "  /data/SEO lists/t.csv ", "./t.txt", "~/t.txt"])
+def test_a_bare_path_is_told_to_be_a_file_uri(path: str) -> None:
+    with pytest.raises(TargetSourceError, match="looks like a path") as info:
+        coerce_targets(path)
+    assert "'file:///" in str(info.value) and "https:///" not in str(info.value)
+    assert "%20" in str(info.value) or " " not in path.strip()
+
+
 def test_inputs_are_trimmed() -> None:
     assert coerce_targets("a.com, b.com,\tc.com") == ["a.com", "b.com", "c.com"]
     assert read(["  a.com ", "\tb.com"]) == ["a.com", "b.com"]
@@ -244,7 +252,7 @@ def test_rows_are_refused_clearly_or_read_with_targets_column() -> None:
     "encoding", ["utf-8-sig", "utf-16-le-bom", "utf-16-be-bom", "utf-32", "cp1252", "utf-8"]
 )
 def test_encodings_are_read(tmp_path: Path, encoding: str) -> None:
-    text = "Domain,Visits\nbücher.de,12\nstraße.example,3\ncafé.example,1\n"
+    text = "Domain,Visits\nbücher.de,12\nstraße.example.de,3\ncafé.example.fr,1\n"
     if encoding == "utf-16-le-bom":
         data = codecs.BOM_UTF16_LE + text.encode("utf-16-le")
     elif encoding == "utf-16-be-bom":
@@ -253,7 +261,7 @@ def test_encodings_are_read(tmp_path: Path, encoding: str) -> None:
         data = text.encode(encoding)
     path = tmp_path / "t.csv"
     path.write_bytes(data)
-    assert read(uri_of(path)) == ["bücher.de", "straße.example", "café.example"]
+    assert read(uri_of(path)) == ["bücher.de", "straße.example.de", "café.example.fr"]
 
 
 def test_a_wrong_targets_encoding_names_the_file_the_line_and_the_setting(tmp_path: Path) -> None:
@@ -454,9 +462,11 @@ def sitemap_server() -> Iterator[str]:
         f'<?xml version="1.0"?><sitemapindex {ns}><sitemap><loc>{base}/sitemap-a.xml</loc></sitemap>'
         f"<sitemap><loc>{base}/sitemap-b.xml.gz</loc></sitemap></sitemapindex>"
     ).encode()
-    files["/sitemap-a.xml"] = f"<urlset {ns}><url><loc>https://shop.example/a</loc></url></urlset>".encode()
+    files["/sitemap-a.xml"] = (
+        f"<urlset {ns}><url><loc>https://shop.example.com/a</loc></url></urlset>".encode()
+    )
     files["/sitemap-b.xml.gz"] = gzip.compress(
-        f"<urlset {ns}><url><loc>https://shop.example/b</loc></url></urlset>".encode()
+        f"<urlset {ns}><url><loc>https://shop.example.com/b</loc></url></urlset>".encode()
     )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -472,10 +482,10 @@ def test_a_sitemap_index_over_http_is_followed(sitemap_server: str) -> None:
     from airflow_provider_dataforseo.targets_io import read_targets_streaming
 
     uri = f"{sitemap_server}/sitemap_index.xml"
-    assert read_targets_streaming(uri).targets == ["https://shop.example/a", "https://shop.example/b"]
+    assert read_targets_streaming(uri).targets == ["https://shop.example.com/a", "https://shop.example.com/b"]
     roots = [f"{sitemap_server}/"]
     got = read_targets_streaming(uri, allowed_roots=roots, trusted=False).targets
-    assert got == ["https://shop.example/a", "https://shop.example/b"]
+    assert got == ["https://shop.example.com/a", "https://shop.example.com/b"]
     with pytest.raises(TargetSourceError, match="outside the allowed roots"):
         read_targets_streaming(uri, allowed_roots=["https://www.example.com/"], trusted=False)
     with pytest.raises(TargetSourceError, match="HTTP 404"):

@@ -132,7 +132,9 @@ def test_a_folder_or_a_missing_targets_file_fails_at_once(emulator: Any, tmp_pat
 
 
 def test_the_manifest_names_missing_targets_as_written(tmp_path: Path) -> None:
-    missing = [t for t in (f"Unknown{i}.Example" for i in range(400)) if summary_item(t.lower()) is None][:3]
+    missing = [t for t in (f"Unknown{i}.Example.com" for i in range(400)) if summary_item(t.lower()) is None][
+        :3
+    ]
     assert len(missing) == 3
     out = tmp_path / "out"
     with DAG("missing_listed", schedule=None, start_date=START, catchup=False) as dag:
@@ -171,3 +173,41 @@ def test_more_missing_targets_than_the_limit_go_to_a_file_beside_the_manifest(tm
 def test_the_example_dags_set_allowed_roots() -> None:
     for name in ("example_dataforseo_bulk_pages_summary.py", "example_dataforseo_at_scale.py"):
         assert "allowed_target_roots" in (REPO / "example_dags" / name).read_text(), name
+
+
+def test_exports_and_sitemaps_in_s3_are_read_under_their_root(
+    moto_s3: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("s3fs", reason="the [s3] extra is not installed")
+    import boto3
+
+    from airflow_provider_dataforseo.sources import TargetSourceError
+    from airflow_provider_dataforseo.targets_io import read_targets_streaming
+    from tests.conftest import aws_conn_json
+
+    monkeypatch.setenv("AIRFLOW_CONN_SOURCES_S3", aws_conn_json(moto_s3))
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_s3,
+        region_name="us-east-1",
+        aws_access_key_id="testing-key-id",
+        aws_secret_access_key="testing-secret-key",
+    )
+    s3.create_bucket(Bucket="seo")
+    fixtures = REPO / "tests" / "fixtures" / "targets"
+    for name in ("ahrefs_backlinks_utf16le.tsv", "sitemap-posts.xml.gz", "excel_cp1252.csv"):
+        s3.put_object(Bucket="seo", Key=f"lists/{name}", Body=(fixtures / name).read_bytes())
+    s3.put_object(Bucket="seo", Key="other/secret.txt", Body=b"a.com\n")
+    root = "s3://sources_s3@seo/lists/"
+    for name in ("ahrefs_backlinks_utf16le.tsv", "sitemap-posts.xml.gz", "excel_cp1252.csv"):
+        got = read_targets_streaming(root + name, allowed_roots=[root], trusted=False).targets
+        expected = (fixtures / f"{name}.expected").read_text(encoding="utf-8").splitlines()
+        assert got == normalise_targets(expected).targets, name
+    with pytest.raises(TargetSourceError, match="outside the allowed roots"):
+        read_targets_streaming("s3://sources_s3@seo/other/secret.txt", allowed_roots=[root], trusted=False)
+    with pytest.raises(TargetSourceError, match="does not exist"):
+        read_targets_streaming(root + "nope.csv", allowed_roots=[root], trusted=False)
+    with pytest.raises(TargetSourceError, match="a folder"):
+        read_targets_streaming(
+            "s3://sources_s3@seo/lists", allowed_roots=["s3://sources_s3@seo/"], trusted=False
+        )

@@ -176,7 +176,7 @@ BAD_ENTRIES: list[tuple[object, str]] = [
     ("localhost", "host has no public suffix"),
     ("example.com/page", "did you mean 'https://example.com/page'?"),
     ("example.com?q=1", "a page needs its scheme"),
-    ("example.com:8080", "not a URL with http:// or https://, nor a domain"),
+    ("example.com:8080", "did you mean 'https://example.com:8080/'? (domains have no port)"),
     ("//example.com/", "a page needs its scheme: did you mean 'https://example.com/'?"),
     ("https://", "empty host"),
     ("https://user:secret@example.com/", "URL carries user credentials"),

@@ -76,7 +76,10 @@ class DataForSeoHook(BaseHook):
 
     Every call checks the envelope's and the task's ``status_code``. Transient failures (HTTP 5xx,
     connection errors, read timeouts, unreadable replies, 40202, 40209, 5xxxx) are retried inside
-    the call with exponential backoff and jitter; the others raise at once.
+    the call with exponential backoff and jitter; the others raise at once. A refused connection or
+    a host name that does not resolve is tried :data:`UNREACHABLE_ATTEMPTS` times, TLS spoken to a
+    plain-HTTP server (the emulator) once, each with a message naming the URL and the likely fix
+    (:func:`transport_error`). A Base URL ending in ``/v3`` is used without it.
 
     :param dataforseo_conn_id: the Airflow connection id.
     :param timeout: ``(connect, read)`` timeouts in seconds (a list of two is accepted, as JSON or YAML
