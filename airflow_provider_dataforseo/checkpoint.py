@@ -15,7 +15,7 @@ Layout, for the rows file ``.../bulk_pages_summary.jsonl``::
 plan reuses the chunks it still has and ignores the others. A chunk counts as finished only when
 its record exists, parses, matches the chunk, and its rows file has the recorded size: a try that
 died between the two writes simply fetches that chunk again. A chunk stopped half-way (e.g. by the
-cost guard during a 40501 bisection) is stored too, with the targets still ``pending``: a later try
+cost guard during follow-ups) is stored too, with the targets still ``pending``: a later try
 fetches only those and adds their rows to the stored ones. Only tries of the run that wrote the
 checkpoint resume from it: another run writing to the same path (a fixed ``output_path``) finds
 it, logs that it belongs to another run, removes it and fetches everything, so it never reuses
@@ -108,6 +108,7 @@ def record_for(outcome: ChunkOutcome, digest: str, size: int) -> dict[str, Any]:
         "cost_usd": outcome.cost_usd,
         "missing_targets": list(outcome.missing_targets),
         "rejected_targets": list(outcome.rejected_targets),
+        "unresolved_targets": list(outcome.unresolved_targets),
         "unmatched_items": outcome.unmatched_items,
         "task_ids": list(outcome.task_ids),
         "pending": list(outcome.pending),
@@ -140,7 +141,8 @@ def outcome_from_record(record: object, *, index: int, chunk: Sequence[str], dig
     missing = _str_list(record, "missing_targets")
     rejected = _str_list(record, "rejected_targets")
     pending = _str_list(record, "pending")
-    if not members.issuperset(missing) or not members.issuperset(rejected) or not members.issuperset(pending):
+    unresolved = _str_list(record, "unresolved_targets") if "unresolved_targets" in record else []
+    if not members.issuperset([*missing, *rejected, *pending, *unresolved]):
         raise CheckpointError("the record names targets outside the chunk")
     _count(record, "bytes")
     return ChunkOutcome(
@@ -151,6 +153,7 @@ def outcome_from_record(record: object, *, index: int, chunk: Sequence[str], dig
         cost_usd=float(cost),
         missing_targets=missing,
         rejected_targets=rejected,
+        unresolved_targets=unresolved,
         unmatched_items=_count(record, "unmatched_items"),
         task_ids=_str_list(record, "task_ids"),
         resumed=True,

@@ -20,13 +20,14 @@ import logging
 import re
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from airflow_provider_dataforseo import api
 from airflow_provider_dataforseo.exceptions import DataForSeoError, DataForSeoInvalidRequestError
 from airflow_provider_dataforseo.heap import frozen_heap
+from airflow_provider_dataforseo.isolation import RefusalSearch
 from airflow_provider_dataforseo.ratelimit import (
     CostBudget,
     CostLimitExceededError,
@@ -34,7 +35,9 @@ from airflow_provider_dataforseo.ratelimit import (
     request_cost_bound_usd,
 )
 from airflow_provider_dataforseo.responses import MatchedItems, TaskResult, match_items
+from airflow_provider_dataforseo.targets import normalise_target
 from airflow_provider_dataforseo.wording import counted
+from airflow_provider_dataforseo.workers import DaemonPool
 
 if TYPE_CHECKING:
     from airflow_provider_dataforseo.targets import TargetSet
@@ -45,9 +48,10 @@ Row = dict[str, Any]
 PostChunk = Callable[[list[str]], TaskResult]
 Sink = Callable[[list[Row]], None]
 
-#: Extra requests one chunk may spend isolating targets the API refuses with 40501 (bisection:
-#: both halves of a refused piece are sent; one bad target among 1000 takes 20, two take <= 38).
-DEFAULT_MAX_BISECTION_REQUESTS: Final = 40
+#: Requests one chunk may spend isolating targets the API refuses with 40501 (see
+#: :mod:`.isolation`): enough for 5 refused targets among 1000 (at most 57 requests), or 1 in 1000
+#: (at most 14). Each refused request is free; each that passes is charged like any request.
+DEFAULT_MAX_ISOLATION_REQUESTS: Final = 64
 #: Follow-up requests one chunk may spend on targets an incomplete reply left out (a reply whose
 #: ``items`` hold fewer entries than its ``items_count`` says).
 DEFAULT_MAX_INCOMPLETE_RETRIES: Final = 3
@@ -70,8 +74,10 @@ class FetchSummary:
     :ivar missing_targets: targets that no item answered, in input order.
     :ivar unmatched_items: items whose ``url`` answered no target (kept with ``target: null``).
     :ivar task_ids: the API's ids of the successful tasks.
-    :ivar rejected_targets: targets the API refused with 40501, isolated by bisection, in input
-        order (no row; nothing charged for them).
+    :ivar rejected_targets: targets the API refused with 40501, isolated by group testing (see
+        :mod:`.isolation`), in input order (no row; nothing charged for them).
+    :ivar unresolved_targets: targets of refused requests that the isolation could not settle
+        within its allowance or the cost cap, in input order (no row; maybe refused, maybe not).
     :ivar resumed_chunks: chunks taken from a checkpoint of an earlier try (nothing sent for them;
         their requests, items and cost are included in the totals).
     """
@@ -85,6 +91,7 @@ class FetchSummary:
     unmatched_items: int = 0
     task_ids: list[str] = field(default_factory=list)
     rejected_targets: list[str] = field(default_factory=list)
+    unresolved_targets: list[str] = field(default_factory=list)
     resumed_chunks: int = 0
 
     def add(self, outcome: ChunkOutcome) -> None:
@@ -96,6 +103,7 @@ class FetchSummary:
         self.task_ids.extend(outcome.task_ids)
         self.missing_targets.extend(outcome.missing_targets)
         self.rejected_targets.extend(outcome.rejected_targets)
+        self.unresolved_targets.extend(outcome.unresolved_targets)
         self.resumed_chunks += int(outcome.resumed)
 
     def manifest(self, uri: str | None) -> dict[str, Any]:
@@ -103,9 +111,11 @@ class FetchSummary:
 
         :param uri: where the rows were written (``None`` when returned through XCom).
         :return: ``{"uri", "targets", "items", "requests", "cost_usd", "missing_targets",
-            "unmatched_items", "rejected_targets"}``; ``cost_usd`` is what the replies reported as
-            charged (USD, every try of the task included); ``missing_targets`` is a count (names are
-            in the task log); ``rejected_targets`` lists the targets the API refused (40501).
+            "unmatched_items", "rejected_targets", "unresolved_targets"}``; ``cost_usd`` is what the
+            replies reported as charged (USD, every try of the task included); ``missing_targets`` is
+            a count (names are in the task log); ``rejected_targets`` lists the targets the API
+            refused (40501); ``unresolved_targets`` those of refused requests whose isolation ran out
+            of its allowance or of money (no rows; send them again in a smaller run to settle them).
         """
         return {
             "uri": uri,
@@ -116,6 +126,7 @@ class FetchSummary:
             "missing_targets": len(self.missing_targets),
             "unmatched_items": self.unmatched_items,
             "rejected_targets": list(self.rejected_targets),
+            "unresolved_targets": list(self.unresolved_targets),
         }
 
 
@@ -128,10 +139,13 @@ class ChunkOutcome:
     :ivar rows: its rows in chunk order, unmatched items last (empty when resumed from a checkpoint:
         they are stored there).
     :ivar items: how many rows it gave.
-    :ivar requests: successful (charged) requests it took: 1, more after bisection or follow-ups.
+    :ivar requests: successful (charged) requests it took: 1, more after isolating refused targets
+        or follow-ups.
     :ivar cost_usd: what those replies reported as charged, USD.
     :ivar missing_targets: targets no item answered, in chunk order.
     :ivar rejected_targets: targets the API refused with 40501, in chunk order.
+    :ivar unresolved_targets: targets of a refused request the isolation could not settle, in
+        chunk order.
     :ivar unmatched_items: rows whose item answered no target.
     :ivar task_ids: the API's ids of its successful tasks.
     :ivar resumed: whether it was taken from a checkpoint instead of fetched.
@@ -148,6 +162,7 @@ class ChunkOutcome:
     cost_usd: float = 0.0
     missing_targets: list[str] = field(default_factory=list)
     rejected_targets: list[str] = field(default_factory=list)
+    unresolved_targets: list[str] = field(default_factory=list)
     unmatched_items: int = 0
     task_ids: list[str] = field(default_factory=list)
     resumed: bool = False
@@ -213,21 +228,24 @@ def fetch_bulk_pages_summary(
     done: Mapping[int, ChunkOutcome] | None = None,
     on_chunk: Callable[[ChunkOutcome], None] | None = None,
     max_cost_usd: float | None = None,
-    max_bisection_requests: int = DEFAULT_MAX_BISECTION_REQUESTS,
+    max_isolation_requests: int = DEFAULT_MAX_ISOLATION_REQUESTS,
     max_incomplete_retries: int = DEFAULT_MAX_INCOMPLETE_RETRIES,
     interrupt_grace_seconds: float = DEFAULT_INTERRUPT_GRACE_SECONDS,
     on_interrupt: Callable[[], None] | None = None,
 ) -> FetchSummary:
     """Fetch every chunk, at most ``max_active_requests`` at a time, and hand rows to ``sink``.
 
-    Each chunk is fetched by :func:`fetch_chunk` (40501 bisection, follow-ups of incomplete
+    Each chunk is fetched by :func:`fetch_chunk` (40501 isolation, follow-ups of incomplete
     replies). Slots freed by finished chunks are refilled before their rows are written, so at
     most ``2 x max_active_requests`` chunks' rows are held at once. Rows reach ``sink`` a whole
     chunk at a time, in the order chunks complete, from the calling thread only; then
     ``on_chunk`` gets the chunk's :class:`ChunkOutcome` (to record it in a checkpoint). When a
-    chunk fails for good, no further chunk is started; those in flight finish and their rows are
-    still handed over; a chunk stopped half-way hands what it got to ``on_chunk`` only
-    (``pending`` non-empty); then the first error is raised.
+    chunk fails for good, no further chunk is started and ``on_interrupt`` stops the others'
+    retries; those in flight get ``interrupt_grace_seconds`` to finish and their rows are still
+    handed over; a chunk stopped half-way hands what it got to ``on_chunk`` only (``pending``
+    non-empty); then the first error is raised. Requests run in daemon threads
+    (:class:`~airflow_provider_dataforseo.workers.DaemonPool`): one left hung never keeps the
+    process alive.
 
     :param target_set: the targets and their original inputs.
     :param chunks: the planned requests (see :func:`~airflow_provider_dataforseo.chunks.plan_chunks`).
@@ -241,18 +259,23 @@ def fetch_bulk_pages_summary(
     :param on_chunk: called with each newly finished or interrupted chunk's outcome, after ``sink``.
     :param max_cost_usd: the most this run may spend, USD (what ``done`` chunks cost included), or
         ``None``. The plan's estimate (requests x $0.02 + targets x $0.00003) must fit before
-        anything is sent, and every request must fit, at its upper bound, beside the spend and the
-        requests in flight before it is sent.
-    :param max_bisection_requests: extra requests one chunk may spend isolating 40501 targets.
+        anything is sent, and is then set aside for the planned requests; every request must fit,
+        at its upper bound, beside the spend and the requests in flight before it is sent, and a
+        request that is not a chunk's first (isolating refused targets, follow-ups) also beside
+        what is still set aside for the plan.
+    :param max_isolation_requests: requests one chunk may spend isolating targets refused with
+        40501 (see :func:`fetch_chunk`); the targets still unsettled then are reported in
+        ``unresolved_targets`` and the run goes on.
     :param max_incomplete_retries: follow-up requests one chunk may spend on targets an
         incomplete reply left out.
     :param interrupt_grace_seconds: when this thread is interrupted (an exception raised in it
-        while waiting or writing, such as Airflow's ``execution_timeout``): how
-        long to wait, seconds, for the requests in flight, whose replies are then still handed
-        to ``sink`` and ``on_chunk`` (they are paid for); requests not started are dropped and
-        later replies are left behind. The interruption is then re-raised.
-    :param on_interrupt: called first when this thread is interrupted, to stop every further
-        HTTP attempt, retries inside ``post`` included (the operator passes its limiter's
+        while waiting or writing, such as Airflow's ``execution_timeout``) or a chunk fails for
+        good: how long to wait, seconds, for the requests in flight, whose replies are then still
+        handed to ``sink`` and ``on_chunk`` (they are paid for); requests not started are dropped
+        and later replies are left behind (their daemon threads do not keep the process alive).
+        The interruption or the chunk's error is then raised.
+    :param on_interrupt: called first in either case, to stop every further HTTP attempt,
+        retries and backoff waits inside ``post`` included (the operator passes its limiter's
         :meth:`~airflow_provider_dataforseo.ratelimit.RequestLimiter.close`).
     :return: the :class:`FetchSummary`.
     :raises CostLimitExceededError: before anything is sent when the estimate does not fit
@@ -264,88 +287,202 @@ def fetch_bulk_pages_summary(
     """
     if max_active_requests < 1:
         raise ValueError(f"max_active_requests must be at least 1, got {max_active_requests!r}")
-    stored = {index: outcome for index, outcome in (done or {}).items() if 0 <= index < len(chunks)}
-    summary = FetchSummary(targets=len(target_set), planned_requests=len(chunks))
-    for index in sorted(stored):
-        if not stored[index].pending:
-            summary.add(stored[index])
-    todo = [index for index in range(len(chunks)) if index not in stored or stored[index].pending]
-    budget = CostBudget(max_cost_usd, spent_usd=sum(outcome.cost_usd for outcome in stored.values()))
-    to_send = sum(len(stored[i].pending) if i in stored else len(chunks[i]) for i in todo)
-    estimate = estimate_cost_usd(len(todo), to_send)
-    if budget.would_exceed(estimate):
-        raise CostLimitExceededError(
-            max_cost_usd=budget.max_cost_usd or 0.0,
-            spent_usd=budget.spent_usd,
-            reserved_usd=0.0,
-            needed_usd=estimate,
-            what=f"the plan of {counted(len(todo), 'request')} for {counted(to_send, 'target')} "
-            "(requests x 0.02 USD + targets x 0.00003 USD)",
-        )
-    if stored:
-        log.info(
-            "Resuming: chunks stored by an earlier try: %d of %d (%.5f USD spent); fetching %s in %s",
-            len(stored),
-            len(chunks),
-            budget.spent_usd,
-            counted(to_send, "target"),
-            counted(len(todo), "chunk"),
-        )
-    first_error: BaseException | None = None
-    running: dict[Future[ChunkOutcome], int] = {}
-    to_hand_over: deque[tuple[Future[ChunkOutcome], int]] = deque()
-    position = 0
-    stopping = False
-    pool = ThreadPoolExecutor(max_workers=max_active_requests, thread_name_prefix="dataforseo")
+    run = FetchRun(
+        target_set,
+        chunks,
+        post,
+        sink,
+        max_active_requests=max_active_requests,
+        done=done,
+        on_chunk=on_chunk,
+        max_cost_usd=max_cost_usd,
+        max_isolation_requests=max_isolation_requests,
+        max_incomplete_retries=max_incomplete_retries,
+        interrupt_grace_seconds=interrupt_grace_seconds,
+        on_interrupt=on_interrupt,
+    )
+    return run.run()
 
-    def top_up() -> None:
-        nonlocal position
+
+class FetchRun:
+    """The state of one :func:`fetch_bulk_pages_summary` call, one method per step.
+
+    :meth:`check_estimate` refuses a plan over the cap before anything is sent; :meth:`start`
+    fills the free request slots with chunks; :meth:`hand_over` stores one finished chunk;
+    :meth:`stop` ends an interrupted run (store what arrives within the grace period, drop the
+    rest); :meth:`run` drives them. Arguments as :func:`fetch_bulk_pages_summary`.
+    """
+
+    def __init__(
+        self,
+        target_set: TargetSet,
+        chunks: Sequence[list[str]],
+        post: PostChunk,
+        sink: Sink,
+        *,
+        max_active_requests: int,
+        done: Mapping[int, ChunkOutcome] | None = None,
+        on_chunk: Callable[[ChunkOutcome], None] | None = None,
+        max_cost_usd: float | None = None,
+        max_isolation_requests: int = DEFAULT_MAX_ISOLATION_REQUESTS,
+        max_incomplete_retries: int = DEFAULT_MAX_INCOMPLETE_RETRIES,
+        interrupt_grace_seconds: float = DEFAULT_INTERRUPT_GRACE_SECONDS,
+        on_interrupt: Callable[[], None] | None = None,
+    ) -> None:
+        self.target_set = target_set
+        self.chunks = chunks
+        self.post = post
+        self.sink = sink
+        self.max_active_requests = max_active_requests
+        self.on_chunk = on_chunk
+        self.max_isolation_requests = max_isolation_requests
+        self.max_incomplete_retries = max_incomplete_retries
+        self.interrupt_grace_seconds = interrupt_grace_seconds
+        self.on_interrupt = on_interrupt
+        self.stored = {index: outcome for index, outcome in (done or {}).items() if 0 <= index < len(chunks)}
+        self.summary = FetchSummary(targets=len(target_set), planned_requests=len(chunks))
+        for index in sorted(self.stored):
+            if not self.stored[index].pending:
+                self.summary.add(self.stored[index])
+        self.todo = [
+            index for index in range(len(chunks)) if index not in self.stored or self.stored[index].pending
+        ]
+        self.budget = CostBudget(
+            max_cost_usd, spent_usd=sum(outcome.cost_usd for outcome in self.stored.values())
+        )
+        self.first_error: BaseException | None = None
+        self.running: dict[Future[ChunkOutcome], int] = {}
+        self.to_hand_over: deque[tuple[Future[ChunkOutcome], int]] = deque()
+        self.position = 0
+        self.stopping = False
+        self.pool: DaemonPool | None = None
+
+    def check_estimate(self) -> None:
+        """Refuse the plan before anything is sent when its estimate does not fit the cap.
+
+        :raises CostLimitExceededError: naming the plan and its estimate.
+        """
+        stored, chunks, todo, budget = self.stored, self.chunks, self.todo, self.budget
+        to_send = sum(len(stored[i].pending) if i in stored else len(chunks[i]) for i in todo)
+        estimate = estimate_cost_usd(len(todo), to_send)
+        if budget.would_exceed(estimate):
+            raise CostLimitExceededError(
+                max_cost_usd=budget.max_cost_usd or 0.0,
+                spent_usd=budget.spent_usd,
+                reserved_usd=0.0,
+                needed_usd=estimate,
+                what=f"the plan of {counted(len(todo), 'request')} for {counted(to_send, 'target')} "
+                "(requests x 0.02 USD + targets x 0.00003 USD)",
+            )
+        budget.set_aside(estimate)
+        log.info(
+            "Estimate: %s for %s, at most %.5f USD; isolating targets the API refuses "
+            "(40501), if any, takes at most %s per chunk holding one, paid only from what "
+            "max_cost_usd leaves beside the plan",
+            counted(len(todo), "request"),
+            counted(to_send, "target"),
+            estimate,
+            counted(self.max_isolation_requests, "more request"),
+        )
+        if stored:
+            log.info(
+                "Resuming: chunks stored by an earlier try: %d of %d (%.5f USD spent); fetching %s in %s",
+                len(stored),
+                len(chunks),
+                budget.spent_usd,
+                counted(to_send, "target"),
+                counted(len(todo), "chunk"),
+            )
+
+    def run(self) -> FetchSummary:
+        """Fetch every chunk still to do; return the summary or raise the first error."""
+        self.check_estimate()
+        self.pool = DaemonPool(self.max_active_requests, name="dataforseo")
+        try:
+            self.start()
+            while self.running and self.first_error is None:
+                self.collect()
+        except BaseException:
+            # Interrupted in this thread (Airflow's execution_timeout raises here): nothing new
+            # starts, and replies already paid for are still stored if they arrive within the grace
+            # period, so that a retry does not pay for them again.
+            self.stop()
+            raise
+        if self.first_error is not None:
+            self.stop()  # the same for a chunk that failed for good: no retry runs on behind it
+            raise self.first_error
+        self.pool.shutdown()
+        order = self.target_set.targets
+        self.summary.missing_targets = _in_input_order(self.summary.missing_targets, order)
+        self.summary.rejected_targets = _in_input_order(self.summary.rejected_targets, order)
+        self.summary.unresolved_targets = _in_input_order(self.summary.unresolved_targets, order)
+        return self.summary
+
+    def start(self) -> None:
+        """Start chunks until every request slot is busy (none after an error or interruption)."""
+        assert self.pool is not None
         while (
-            not stopping
-            and first_error is None
-            and position < len(todo)
-            and len(running) < max_active_requests
+            not self.stopping
+            and self.first_error is None
+            and self.position < len(self.todo)
+            and len(self.running) < self.max_active_requests
         ):
-            index = todo[position]
-            position += 1
-            future = pool.submit(
+            index = self.todo[self.position]
+            self.position += 1
+            future = self.pool.submit(
                 fetch_chunk,
                 index,
-                chunks[index],
-                post,
-                target_set,
-                budget=budget,
-                max_bisection_requests=max_bisection_requests,
-                max_incomplete_retries=max_incomplete_retries,
-                resume=stored.get(index),
+                self.chunks[index],
+                self.post,
+                self.target_set,
+                budget=self.budget,
+                max_isolation_requests=self.max_isolation_requests,
+                max_incomplete_retries=self.max_incomplete_retries,
+                resume=self.stored.get(index),
             )
-            running[future] = index
+            self.running[future] = index
 
-    def hand_over(future: Future[ChunkOutcome], index: int) -> None:
+    def collect(self) -> None:
+        """Wait for chunks to finish, refill their slots, then hand their rows over."""
+        completed, _ = wait(self.running, return_when=FIRST_COMPLETED)
+        finished = [(future, self.running.pop(future)) for future in completed]
+        # errors first (no new chunk starts after one), then the freed slots are refilled
+        # BEFORE the finished replies are written, so requests stay in flight meanwhile
+        for future, _index in finished:
+            error = future.exception()
+            if error is not None and self.first_error is None:
+                self.first_error = error.cause if isinstance(error, ChunkInterrupted) else error
+        self.to_hand_over.extend(finished)
+        self.start()
+        while self.to_hand_over:
+            self.hand_over(*self.to_hand_over.popleft())
+
+    def hand_over(self, future: Future[ChunkOutcome], index: int) -> None:
+        """Store one finished chunk: rows to ``sink``, outcome to ``on_chunk``, totals to the summary."""
         error = future.exception()
         if isinstance(error, ChunkInterrupted):
-            if on_chunk is not None:
-                on_chunk(error.outcome)
+            if self.on_chunk is not None:
+                self.on_chunk(error.outcome)
             log.warning(
                 "Chunk %d/%d stopped with %d of its %s still to fetch; the rest is kept",
                 index + 1,
-                len(chunks),
+                len(self.chunks),
                 len(error.outcome.pending),
                 counted(error.outcome.targets, "target"),
             )
             error = error.cause
         if error is not None:
-            log.error("Request %d/%d failed: %s", index + 1, len(chunks), error)
+            log.error("Request %d/%d failed: %s", index + 1, len(self.chunks), error)
             return
         outcome = future.result()
-        sink(outcome.rows)
-        if on_chunk is not None:
-            on_chunk(outcome)
-        summary.add(outcome)
+        self.sink(outcome.rows)
+        if self.on_chunk is not None:
+            self.on_chunk(outcome)
+        self.summary.add(outcome)
         log.info(
             "Request %d/%d: %s, %s, cost %.5f USD (task %s)",
             index + 1,
-            len(chunks),
+            len(self.chunks),
             counted(outcome.targets, "target"),
             counted(outcome.items, "item"),
             outcome.cost_usd,
@@ -353,37 +490,21 @@ def fetch_bulk_pages_summary(
         )
         outcome.rows = []  # written: let them go while later chunks are still running
 
-    try:
-        top_up()
-        while running:
-            completed, _ = wait(running, return_when=FIRST_COMPLETED)
-            finished = [(future, running.pop(future)) for future in completed]
-            # errors first (no new chunk starts after one), then the freed slots are refilled
-            # BEFORE the finished replies are written, so requests stay in flight meanwhile
-            for future, _index in finished:
-                if future.exception() is not None and first_error is None:
-                    error = future.exception()
-                    first_error = error.cause if isinstance(error, ChunkInterrupted) else error
-            to_hand_over.extend(finished)
-            top_up()
-            while to_hand_over:
-                hand_over(*to_hand_over.popleft())
-    except BaseException:
-        # Interrupted in this thread (Airflow's execution_timeout raises here): nothing new
-        # starts, and replies already paid for are still stored if they arrive within the grace
-        # period, so that a retry does not pay for them again.
-        stopping = True
-        if on_interrupt is not None:
-            on_interrupt()
-        _save_what_arrives(running, to_hand_over, hand_over, interrupt_grace_seconds)
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
-    summary.missing_targets = _in_input_order(summary.missing_targets, target_set.targets)
-    summary.rejected_targets = _in_input_order(summary.rejected_targets, target_set.targets)
-    if first_error is not None:
-        raise first_error
-    return summary
+    def stop(self) -> None:
+        """After an interruption or an error: start nothing, store what arrives within the grace period.
+
+        ``on_interrupt`` stops every further HTTP attempt (retries and backoff waits included);
+        the requests in flight get ``interrupt_grace_seconds`` to answer, and their rows are
+        stored; then the worker threads are left behind (daemon threads: they do not keep the
+        process alive).
+        """
+        self.stopping = True
+        if self.on_interrupt is not None:
+            self.on_interrupt()
+        _save_what_arrives(self.running, self.to_hand_over, self.hand_over, self.interrupt_grace_seconds)
+        self.running.clear()
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
 
 
 def _save_what_arrives(
@@ -435,16 +556,20 @@ def fetch_chunk(
     target_set: TargetSet,
     *,
     budget: CostBudget | None = None,
-    max_bisection_requests: int = DEFAULT_MAX_BISECTION_REQUESTS,
+    max_isolation_requests: int = DEFAULT_MAX_ISOLATION_REQUESTS,
     max_incomplete_retries: int = DEFAULT_MAX_INCOMPLETE_RETRIES,
     resume: ChunkOutcome | None = None,
 ) -> ChunkOutcome:
     """Fetch one planned chunk, recovering what can be recovered without paying twice.
 
-    - A 40501 about ``targets`` (see :func:`is_targets_rejection`): the refused piece is split in
-      two and both halves are sent, again and again, until the refused targets stand alone; they
-      are reported in ``rejected_targets`` (a refused task costs nothing). At most
-      ``max_bisection_requests`` extra requests; beyond, the 40501 is raised.
+    - A 40501 about ``targets`` (see :func:`is_targets_rejection`): targets the local check
+      (:func:`locally_refused`) refuses are set aside without a request, then a
+      :class:`~airflow_provider_dataforseo.isolation.RefusalSearch` finds the refused targets in
+      about ``d * log2(n / d) + O(d)`` requests for ``d`` refused among ``n``; they are reported in
+      ``rejected_targets`` (a refused task costs nothing) and every other target's rows are kept.
+      The search stops when it has sent ``max_isolation_requests`` requests, or when the next one
+      does not fit the money ``budget`` leaves beside the planned requests; the targets it could
+      not settle are reported in ``unresolved_targets`` and the chunk still finishes.
     - An incomplete reply (``items`` shorter than its ``items_count``): its rows are kept and the
       targets it left without an item are asked again, at most ``max_incomplete_retries`` times;
       then they count as missing (and a warning says so).
@@ -457,109 +582,257 @@ def fetch_chunk(
     :param chunk: its normalised targets.
     :param post: sends one list of targets, returns its checked result.
     :param target_set: gives each target's original inputs.
-    :param budget: money guard; each request reserves its upper bound before it is sent.
-    :param max_bisection_requests: extra requests allowed for bisection.
+    :param budget: money guard; each request reserves its upper bound before it is sent (the
+        chunk's first request from the plan's share, the others from what is left beside it).
+    :param max_isolation_requests: requests one chunk may spend isolating refused targets.
     :param max_incomplete_retries: follow-up requests allowed for incomplete replies.
     :param resume: an interrupted outcome of this chunk from an earlier try: only its ``pending``
         targets are fetched; the result adds up both tries (its ``rows`` are the new ones only).
     :return: the chunk's :class:`ChunkOutcome`, rows in chunk order, unmatched items last.
     :raises ChunkInterrupted: when an error stops the chunk after some of its requests succeeded.
-    :raises CostLimitExceededError: before a request that might take the spend over the limit.
+    :raises CostLimitExceededError: before a request (not an isolating one) that might take the
+        spend over the limit.
     :raises DataForSeoError: as ``post`` raised it, with the request's targets named.
     """
-    outcome = ChunkOutcome(index=index, targets=len(chunk))
-    pieces: deque[list[str]] = deque([list(chunk)])
-    if resume is not None and resume.pending:
-        outcome = ChunkOutcome(
-            index=index,
-            targets=len(chunk),
-            items=resume.items,
-            requests=resume.requests,
-            cost_usd=resume.cost_usd,
-            missing_targets=list(resume.missing_targets),
-            rejected_targets=list(resume.rejected_targets),
-            unmatched_items=resume.unmatched_items,
-            task_ids=list(resume.task_ids),
-        )
-        pieces = deque([list(resume.pending)])
-    progress = outcome.requests + len(outcome.rejected_targets)
-    bisections_left = max_bisection_requests
-    follow_ups_left = max_incomplete_retries
-    while pieces:
-        piece = pieces.popleft()
-        try:
-            result = _post_within_budget(post, piece, budget, index)
-        except Exception as exc:
-            if is_targets_rejection(exc) and len(piece) == 1:
-                log.warning("The API refused target %r (%s): no row for it", piece[0], exc)
-                outcome.rejected_targets.append(piece[0])
-                continue
-            if is_targets_rejection(exc) and bisections_left >= 2:
-                bisections_left -= 2
-                half = len(piece) // 2
-                log.info(
-                    "40501 on a request of %s (chunk %d): sending its halves to isolate the "
-                    "refused targets (%s left)",
-                    counted(len(piece), "target"),
-                    index + 1,
-                    counted(bisections_left, "extra request"),
-                )
-                pieces.extendleft([piece[half:], piece[:half]])
-                continue
-            note = (
-                f"{max_bisection_requests} extra requests spent isolating the refused targets"
-                if is_targets_rejection(exc)
-                else None
+    return ChunkFetch(
+        index,
+        chunk,
+        post,
+        target_set,
+        budget=budget,
+        max_isolation_requests=max_isolation_requests,
+        max_incomplete_retries=max_incomplete_retries,
+        resume=resume,
+    ).run()
+
+
+class ChunkFetch:
+    """The state of one :func:`fetch_chunk` call: :meth:`run` sends plain pieces, :meth:`isolate`
+    searches a refused one, :meth:`keep` stores a reply, :meth:`fail` stops. Arguments as
+    :func:`fetch_chunk`.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        chunk: Sequence[str],
+        post: PostChunk,
+        target_set: TargetSet,
+        *,
+        budget: CostBudget | None,
+        max_isolation_requests: int,
+        max_incomplete_retries: int,
+        resume: ChunkOutcome | None,
+    ) -> None:
+        self.index = index
+        self.chunk = chunk
+        self.post = post
+        self.target_set = target_set
+        self.budget = budget
+        self.max_isolation_requests = max_isolation_requests
+        self.isolation_left = max_isolation_requests
+        self.follow_ups_left = max_incomplete_retries
+        self.resumed = resume is not None and bool(resume.pending)
+        self.outcome = ChunkOutcome(index=index, targets=len(chunk))
+        self.pieces: deque[list[str]] = deque([list(chunk)])
+        if resume is not None and resume.pending:
+            self.outcome = ChunkOutcome(
+                index=index,
+                targets=len(chunk),
+                items=resume.items,
+                requests=resume.requests,
+                cost_usd=resume.cost_usd,
+                missing_targets=list(resume.missing_targets),
+                rejected_targets=list(resume.rejected_targets),
+                unresolved_targets=list(resume.unresolved_targets),
+                unmatched_items=resume.unmatched_items,
+                task_ids=list(resume.task_ids),
             )
-            named = with_request_context(exc, piece, note)
-            error = named if named is not exc else exc
-            if outcome.requests + len(outcome.rejected_targets) > progress:
-                outcome.pending = [target for rest in (piece, *pieces) for target in rest]
-                _finish(outcome, chunk, new_rows_only=resume is not None)
-                raise ChunkInterrupted(outcome, error) from exc
-            if named is exc:
-                raise
-            raise named from exc
-        rows, missing = rows_for_chunk(result, piece, target_set)
+            self.pieces = deque([list(resume.pending)])
+        self.progress = self._settled()
+        self.planned = True  # the chunk's first request is paid from the plan's share
+
+    def _settled(self) -> int:
+        return (
+            self.outcome.requests + len(self.outcome.rejected_targets) + len(self.outcome.unresolved_targets)
+        )
+
+    def run(self) -> ChunkOutcome:
+        """Send the chunk (and its follow-ups); isolate a refused piece; return the outcome."""
+        while self.pieces:
+            piece = self.pieces.popleft()
+            try:
+                result = self.send(piece)
+            except Exception as exc:
+                if is_targets_rejection(exc):
+                    self.isolate(piece)
+                    continue
+                self.fail(exc, piece)
+            self.keep(result, piece)
+        _finish(self.outcome, self.chunk, new_rows_only=self.resumed)
+        return self.outcome
+
+    def send(self, piece: list[str], *, isolating: bool = False) -> TaskResult:
+        """``post(piece)`` after reserving its upper cost (see :func:`_post_within_budget`)."""
+        planned, self.planned = self.planned, False
+        return _post_within_budget(
+            self.post, piece, self.budget, self.index, planned=planned, isolating=isolating
+        )
+
+    def keep(self, result: TaskResult, piece: list[str]) -> None:
+        """Store one reply's rows; queue the targets an incomplete reply left out (follow-ups)."""
+        outcome = self.outcome
+        rows, missing = rows_for_chunk(result, piece, self.target_set)
         outcome.rows.extend(rows)
         outcome.requests += 1
         outcome.cost_usd += result.cost_usd
         if result.task_id:
             outcome.task_ids.append(result.task_id)
         short = declared_items(result) - result.item_count - result.malformed_items
-        if short > 0 and missing and follow_ups_left > 0:
-            follow_ups_left -= 1
+        if short > 0 and missing and self.follow_ups_left > 0:
+            self.follow_ups_left -= 1
             log.warning(
                 "Incomplete reply (task %s): items_count says %s more than it holds; asking again "
                 "for the %s of chunk %d left without an item",
                 result.task_id,
                 counted(short, "item"),
                 counted(len(missing), "target"),
-                index + 1,
+                self.index + 1,
             )
-            pieces.append(missing)
-            continue
+            self.pieces.append(missing)
+            return
         if short > 0:
             log.warning(
                 "Incomplete reply (task %s) and no follow-up left: %s of chunk %d count as missing",
                 result.task_id,
                 counted(len(missing), "target"),
-                index + 1,
+                self.index + 1,
             )
         outcome.missing_targets.extend(missing)
-    _finish(outcome, chunk, new_rows_only=resume is not None)
-    return outcome
+
+    def isolate(self, piece: list[str]) -> None:
+        """Find the targets of a refused ``piece`` (40501) in few requests; keep the others' rows."""
+        screened = locally_refused(piece)
+        if screened:
+            log.warning(
+                "Chunk %d: %s not in the form the API takes (no request for them): %s",
+                self.index + 1,
+                counted(len(screened), "target is", "targets are"),
+                ", ".join(screened[:TARGETS_NAMED_IN_ERRORS]),
+            )
+            self.outcome.rejected_targets.extend(screened)
+            rest = [target for target in piece if target not in set(screened)]
+            if rest:
+                self.pieces.appendleft(rest)  # may pass now
+            return
+        log.info(
+            "40501 on a request of %s (chunk %d): searching the refused targets (up to %s)",
+            counted(len(piece), "target"),
+            self.index + 1,
+            counted(self.isolation_left, "request"),
+        )
+        search = RefusalSearch(piece)
+        try:
+            while not search.done:
+                if self.isolation_left <= 0:
+                    self._give_up(search, f"its allowance of {self.max_isolation_requests} requests is spent")
+                    break
+                group = search.next_group()
+                if group is None:
+                    break
+                self.isolation_left -= 1
+                try:
+                    result = self.send(group, isolating=True)
+                except CostLimitExceededError:
+                    self._give_up(
+                        search, "the next request does not fit beside the planned ones in max_cost_usd"
+                    )
+                    break
+                except Exception as exc:
+                    if is_targets_rejection(exc):
+                        search.record(True)
+                        continue
+                    self._take_refused(search)
+                    self.fail(exc, search.unresolved())
+                search.record(False)
+                self.keep(result, group)
+        finally:
+            self._take_refused(search)
+
+    def _take_refused(self, search: RefusalSearch) -> None:
+        """Move the refused targets the search found into the outcome (once each)."""
+        for target in search.refused:
+            log.warning("The API refused target %r (40501): no row for it", target)
+        self.outcome.rejected_targets.extend(search.refused)
+        search.refused.clear()
+
+    def _give_up(self, search: RefusalSearch, why: str) -> None:
+        unresolved = search.unresolved()
+        log.warning(
+            "Chunk %d: stopped isolating refused targets (%s): %s left unresolved, no rows for "
+            "them (listed as unresolved_targets): %s",
+            self.index + 1,
+            why,
+            counted(len(unresolved), "target"),
+            ", ".join(unresolved[:TARGETS_NAMED_IN_ERRORS]),
+        )
+        self.outcome.unresolved_targets.extend(unresolved)
+
+    def fail(self, exc: Exception, unsent: list[str]) -> NoReturn:
+        """Raise ``exc`` naming the request; wrapped in :class:`ChunkInterrupted` after progress."""
+        named = with_request_context(exc, unsent)
+        error = named if named is not exc else exc
+        if self._settled() > self.progress:
+            self.outcome.pending = [*unsent, *(target for rest in self.pieces for target in rest)]
+            _finish(self.outcome, self.chunk, new_rows_only=self.resumed)
+            raise ChunkInterrupted(self.outcome, error) from exc
+        if named is exc:
+            raise exc
+        raise named from exc
+
+
+def locally_refused(targets: Sequence[str]) -> list[str]:
+    """The targets the API is known to refuse: those not in the normal form :func:`normalise_target` gives.
+
+    The operator only sends normalised targets (which pass the endpoint's rules, see
+    :mod:`~airflow_provider_dataforseo.targets`), so this finds nothing there; it keeps targets
+    handed to :func:`fetch_bulk_pages_summary` directly from costing isolation requests.
+
+    :param targets: targets of a refused request.
+    :return: those that fail the local check, in order.
+    """
+    refused = []
+    for target in targets:
+        try:
+            ok = normalise_target(target) == target
+        except ValueError:
+            ok = False
+        if not ok:
+            refused.append(target)
+    return refused
 
 
 def _post_within_budget(
-    post: PostChunk, piece: list[str], budget: CostBudget | None, index: int
+    post: PostChunk,
+    piece: list[str],
+    budget: CostBudget | None,
+    index: int,
+    *,
+    planned: bool = False,
+    isolating: bool = False,
 ) -> TaskResult:
-    """``post(piece)`` after reserving its upper cost; the reservation is settled or released."""
+    """``post(piece)`` after reserving its upper cost; the reservation is settled or released.
+
+    ``planned``: the chunk's first request, paid from the plan's share the up-front check set
+    aside; any other request is paid only from what is left beside the planned requests.
+    """
     if budget is None:
         return post(piece)
+    kind = "an isolating request" if isolating else "a request"
     reservation = budget.reserve(
         request_cost_bound_usd(len(piece)),
-        f"a request of {counted(len(piece), 'target')} (chunk {index + 1})",
+        f"{kind} of {counted(len(piece), 'target')} (chunk {index + 1})",
+        planned=planned,
     )
     try:
         result = post(piece)
@@ -577,6 +850,7 @@ def _finish(outcome: ChunkOutcome, chunk: Sequence[str], *, new_rows_only: bool)
         outcome.rows.sort(key=lambda row: position.get(row["target"], len(position)))
     outcome.missing_targets.sort(key=lambda target: position.get(target, len(position)))
     outcome.rejected_targets.sort(key=lambda target: position.get(target, len(position)))
+    outcome.unresolved_targets.sort(key=lambda target: position.get(target, len(position)))
     new_unmatched = sum(1 for row in outcome.rows if row["target"] is None)
     if new_rows_only:  # the counts carried over from an earlier try already hold the old rows
         outcome.items += len(outcome.rows)
@@ -616,7 +890,7 @@ def with_request_context(exc: Exception, targets: Sequence[str], note: str | Non
 
     :param exc: the error ``post`` raised.
     :param targets: the request's targets.
-    :param note: more to say (e.g. why bisection stopped).
+    :param note: more to say (e.g. why isolation stopped).
     :return: a new error of the same :class:`DataForSeoError` kind (status code, task id and
         endpoint kept), or ``exc`` itself for other errors.
     """

@@ -365,14 +365,16 @@ def merge_manifests(
         entries (a task that returned nothing) are refused.
     :param uri: where the merged manifest is stored, if it is.
     :return: ``{"uri", "parts", "targets", "items", "requests", "cost_usd", "missing_targets",
-        "unmatched_items", "rejected_targets", "part_uris"}``: sums of the counts, ``cost_usd`` in
-        USD rounded to 1e-6, ``rejected_targets`` the parts' lists joined in order, ``parts`` the
+        "unmatched_items", "rejected_targets", "unresolved_targets", "part_uris"}``: sums of the
+        counts, ``cost_usd`` in USD rounded to 1e-6, ``rejected_targets`` and
+        ``unresolved_targets`` the parts' lists joined in order, ``parts`` the
         number of manifests, ``part_uris`` their ``uri`` in order.
     :raises ValueError: when a manifest is missing or lacks a count.
     """
     totals = dict.fromkeys(_MANIFEST_COUNTS, 0)
     cost = 0.0
     rejected: list[str] = []
+    unresolved: list[str] = []
     part_uris: list[str | None] = []
     for number, manifest in enumerate(manifests):
         if not isinstance(manifest, Mapping):
@@ -390,6 +392,10 @@ def merge_manifests(
         if not isinstance(listed, list):
             raise ValueError(f"manifest {number} has no list 'rejected_targets': {listed!r}")
         rejected.extend(listed)
+        unsettled = manifest.get("unresolved_targets", [])
+        if not isinstance(unsettled, list):
+            raise ValueError(f"manifest {number} has no list 'unresolved_targets': {unsettled!r}")
+        unresolved.extend(unsettled)
         part_uris.append(manifest.get("uri"))
     return {
         "uri": uri,
@@ -397,5 +403,6 @@ def merge_manifests(
         **totals,
         "cost_usd": round(cost, 6),
         "rejected_targets": rejected,
+        "unresolved_targets": unresolved,
         "part_uris": part_uris,
     }

@@ -90,7 +90,8 @@ class RequestLimiter:
         ``requests_per_minute`` (rounded up), at most ``requests_per_minute``. Ignored without a
         per-minute limit.
     :param clock: monotonic clock in seconds (injectable for tests).
-    :param sleep: sleeps the given seconds (injectable for tests).
+    :param sleep: sleeps the given seconds (injectable for tests); default :meth:`pause`, which
+        :meth:`close` cuts short.
     :raises ValueError: for a limit below 1 or of the wrong type, naming it.
     """
 
@@ -106,7 +107,7 @@ class RequestLimiter:
         requests_per_minute: int | None = DEFAULT_REQUESTS_PER_MINUTE,
         burst: int | None = None,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         _check_count("max_in_flight", max_in_flight)
         if requests_per_minute is not None:
@@ -121,7 +122,8 @@ class RequestLimiter:
             default = -(-requests_per_minute // 6)
             self.burst = min(burst if burst is not None else default, requests_per_minute)
         self._clock = clock
-        self._sleep = sleep
+        self._sleep = sleep if sleep is not None else self.pause
+        self._stopped = threading.Event()  # set by close(): wakes every pause()
         self._cond = threading.Condition()
         self._in_flight = 0
         self._closed = False
@@ -183,7 +185,19 @@ class RequestLimiter:
         """
         with self._cond:
             self._closed = True
+            self._stopped.set()
             self._cond.notify_all()
+
+    def pause(self, seconds: float) -> bool:
+        """Wait ``seconds`` (a retry's backoff, a start time), or less when :meth:`close` is called.
+
+        Every thread of a task waits here rather than in :func:`time.sleep`, so that an interrupted
+        task's threads wake at once: their next :meth:`acquire` raises :class:`RequestsStoppedError`.
+
+        :param seconds: how long to wait, seconds.
+        :return: whether the limiter was closed meanwhile.
+        """
+        return self._stopped.wait(max(0.0, seconds))
 
     @property
     def closed(self) -> bool:
@@ -288,6 +302,10 @@ class CostBudget:
     reported cost (:meth:`settle`), or dropped when nothing was charged (:meth:`release`).
     Amounts are kept in 1e-5 USD, the price's precision, so sums are exact.
 
+    The plan comes first: :meth:`set_aside` keeps the planned requests' estimate out of reach of
+    other requests (those isolating refused targets, follow-ups), which may only spend what the
+    limit leaves beside it; a planned request draws its reservation from that share.
+
     :param max_cost_usd: the limit, USD (> 0), or ``None`` for no limit (the spend is still
         counted).
     :param spent_usd: already spent (e.g. by finished chunks of an earlier try), USD.
@@ -300,6 +318,7 @@ class CostBudget:
         self._lock = threading.Lock()
         self._spent = _usd_units(spent_usd)
         self._reserved = 0
+        self._planned = 0  # set aside for planned requests not sent yet
 
     @property
     def spent_usd(self) -> float:
@@ -320,24 +339,41 @@ class CostBudget:
                 self._spent + self._reserved + _usd_units(amount_usd) > self._max_units
             )
 
-    def reserve(self, upper_usd: float, what: str) -> Reservation:
+    def set_aside(self, planned_usd: float) -> None:
+        """Keep ``planned_usd`` (the plan's estimate, USD) for the planned requests only."""
+        with self._lock:
+            self._planned = _usd_units(planned_usd)
+
+    @property
+    def planned_usd(self) -> float:
+        """What is still set aside for planned requests not sent yet, USD."""
+        with self._lock:
+            return self._planned / _UNITS_PER_USD
+
+    def reserve(self, upper_usd: float, what: str, *, planned: bool = False) -> Reservation:
         """Set aside the most a request can cost, or refuse it.
 
         :param upper_usd: the request's upper bound, USD (:func:`request_cost_bound_usd`).
         :param what: the request, for the error message (e.g. ``"a request of 12 targets"``).
+        :param planned: a planned request: its reservation is drawn from what :meth:`set_aside`
+            kept; any other request must fit beside what is still kept there.
         :return: the :class:`Reservation` to :meth:`settle` or :meth:`release`.
-        :raises CostLimitExceededError: when spend + reservations + ``upper_usd`` > ``max_cost_usd``.
+        :raises CostLimitExceededError: when spend + reservations + the planned share still kept +
+            ``upper_usd`` > ``max_cost_usd``.
         """
         units = _usd_units(upper_usd)
         with self._lock:
-            if self._max_units is not None and self._spent + self._reserved + units > self._max_units:
+            drawn = min(units, self._planned) if planned else 0
+            kept = self._planned - drawn
+            if self._max_units is not None and self._spent + self._reserved + kept + units > self._max_units:
                 raise CostLimitExceededError(
                     max_cost_usd=self._max_units / _UNITS_PER_USD,
                     spent_usd=self._spent / _UNITS_PER_USD,
-                    reserved_usd=self._reserved / _UNITS_PER_USD,
+                    reserved_usd=(self._reserved + kept) / _UNITS_PER_USD,
                     needed_usd=units / _UNITS_PER_USD,
                     what=what,
                 )
+            self._planned = kept  # a planned request's share is used up, whatever its outcome
             self._reserved += units
         return Reservation(units)
 

@@ -47,7 +47,7 @@ nitpick_ignore_regex = [
         r"py:.*",
         r"(airflow|requests|urllib3|tenacity|pendulum|fastapi|starlette|uvicorn|msgspec|"
         r"publicsuffixlist|idna|asyncio|concurrent|collections|typing|typing_extensions|datetime|"
-        r"logging|threading|socket|pathlib|enum|argparse|hashlib|io|os|types|decimal|http)(\..*)?",
+        r"logging|threading|socket|pathlib|enum|argparse|hashlib|io|os|types|decimal|http|time|gc)(\..*)?",
     ),
 ]
 
@@ -83,6 +83,8 @@ nitpick_ignore += [
         "Entry",
         "Change",
         "Piece",
+        "T",
+        "Future",
         "airflow_provider_dataforseo.responses._T",
         "EmulatorState",
         "START_TIMEOUT_SECONDS",

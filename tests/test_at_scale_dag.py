@@ -101,6 +101,7 @@ def test_at_scale_dag_maps_one_task_per_group_and_merges_the_manifests(
         "missing_targets": 5_000 - len(known),
         "unmatched_items": 0,
         "rejected_targets": [],
+        "unresolved_targets": [],
         "part_uris": [f"file://{run_root}/part-{i}/bulk_pages_summary.jsonl" for i in range(n_groups)],
     }
     assert merged["requests"] == 5 and merged["items"] == len(known) > 4_800

@@ -80,6 +80,8 @@ def test_config_round_trips_through_json_and_mix_spreads_the_rate() -> None:
         "drop_share": 0.1,
         "reject_share": 0.0,
         "reject_targets": ["a.com", "b.com"],
+        "trickle_seconds": 0.5,
+        "trickle_bytes": 1,
     }
     assert FaultConfig.from_json(config.to_json()) == config
     mix = FaultConfig.mix(0.26, seed=5)
@@ -247,6 +249,32 @@ def test_hang_outlasts_the_read_timeout_and_slow_does_not(server: EmulatorServer
     assert _post(server, timeout=5).json()["tasks"][0]["status_code"] == api.OK
 
 
+def test_trickle_sends_every_piece_inside_the_read_timeout_and_the_whole_reply_in_the_end(
+    server: EmulatorServer,
+) -> None:
+    _inject(server, rates={"trickle": 1.0}, trickle_seconds=0.2, trickle_bytes=1)
+    with requests.post(
+        f"{server.url}{api.BULK_PAGES_SUMMARY_PATH}",
+        json=[{"targets": TARGETS}],
+        auth=AUTH,
+        timeout=(5, 1),
+        stream=True,
+    ) as reply:
+        pieces = [reply.raw.read(1) for _ in range(8)]  # each within the 1 s read timeout
+    assert b"".join(pieces) == b'{"versi' + b"o"
+    _inject(server, rates={"trickle": 1.0}, trickle_seconds=0.001, trickle_bytes=4096)
+    trickled = _post(server).json()
+    assert trickled["status_code"] == api.OK and trickled["tasks"][0]["result_count"] == 1
+    assert FaultConfig.from_json({"trickle_seconds": 2, "trickle_bytes": 10}).trickle_bytes == 10
+    with pytest.raises(FaultConfigError, match="trickle_bytes must be an integer of at least 1, got 0"):
+        FaultConfig(trickle_bytes=0)
+    args = build_parser({}).parse_args(
+        ["--fault", "trickle=0.5", "--trickle-seconds", "0.1", "--trickle-bytes", "8"]
+    )
+    config = config_from_args(args)
+    assert config is not None and (config.trickle_seconds, config.trickle_bytes) == (0.1, 8)
+
+
 def test_drop_items_leaves_fewer_items_than_items_count(server: EmulatorServer) -> None:
     _inject(server, rates={"drop_items": 1.0}, drop_share=0.25)
     result = _post(server).json()["tasks"][0]["result"][0]
@@ -306,6 +334,7 @@ def test_admin_endpoint_shows_replaces_and_clears(server: EmulatorServer) -> Non
         ("disconnect", DataForSeoServerError, None),
         ("truncated", DataForSeoServerError, None),
         ("not_json", DataForSeoServerError, None),
+        ("trickle", DataForSeoServerError, None),  # each byte 0.5 s apart: past the 0.3 s read timeout
     ],
 )
 def test_the_hook_retries_each_transient_fault_then_reports_it(

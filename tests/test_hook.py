@@ -429,7 +429,7 @@ def test_operator_and_sensor_refuse_a_bad_timeout_when_built() -> None:
 @pytest.mark.parametrize(
     ("hook_params", "message"),
     [
-        ({"timout": 5}, r"hook_params: unknown 'timout'; accepted: timeout, max_attempts"),
+        ({"timout": 5}, r"hook_params: unknown 'timout'; accepted: timeout, request_deadline, max_attempts"),
         ({"max_attempts": 0}, r"max_attempts must be an integer of at least 1, got 0"),
         ({"max_attempts": "3"}, r"max_attempts must be an integer of at least 1, got '3'"),
         ({"retry_wait_max": -1}, r"retry_wait_max must be a number of seconds >= 0, got -1"),

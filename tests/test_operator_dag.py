@@ -112,6 +112,7 @@ def test_object_storage_output_and_manifest_and_retry_overwrites(emulator: Any, 
         # the targets without data, as written (issue 11): the first 100 here, all in the file
         "missing_target_list": missing[:100],
         "missing_targets_uri": (out / "missing_targets.txt").as_uri() if len(missing) > 100 else None,
+        "unresolved_targets": [],
     }
     if len(missing) > 100:
         assert (out / "missing_targets.txt").read_text().splitlines() == missing

@@ -395,6 +395,7 @@ def test_merge_manifests_adds_up_totals_and_cost() -> None:
         "missing_targets": 1_161,
         "unmatched_items": 1,
         "rejected_targets": ["https://bad.example.com/x", "https://bad.example.com/y"],
+        "unresolved_targets": [],
         "part_uris": [f"file:///out/part-{i}/bulk_pages_summary.jsonl" for i in range(3)],
     }
 
@@ -410,6 +411,7 @@ def test_merge_manifests_of_nothing_and_of_a_lazy_sequence() -> None:
         "missing_targets": 0,
         "unmatched_items": 0,
         "rejected_targets": [],
+        "unresolved_targets": [],
         "part_uris": [],
     }
     merged = merge_manifests(_manifest(i, 1000, 970, 1, 30) for i in range(1024))
@@ -429,6 +431,10 @@ def test_merge_manifests_of_nothing_and_of_a_lazy_sequence() -> None:
         ({**_manifest(1, 1, 1, 1, 0), "items": None}, "manifest 1 has no integer 'items': None"),
         ({**_manifest(1, 1, 1, 1, 0), "cost_usd": "0.02"}, "manifest 1 has no number 'cost_usd': '0.02'"),
         ({**_manifest(1, 1, 1, 1, 0), "rejected_targets": 3}, "manifest 1 has no list 'rejected_targets': 3"),
+        (
+            {**_manifest(1, 1, 1, 1, 0), "unresolved_targets": "x"},
+            "manifest 1 has no list 'unresolved_targets': 'x'",
+        ),
     ],
 )
 def test_merge_manifests_refuses_a_missing_or_broken_part(bad: Any, message: str) -> None:

@@ -259,7 +259,7 @@ def test_fetch_chunk_accounts_for_every_target_exactly_once(
             _scripted_post(behaviour),
             target_set,
             budget=CostBudget(None),
-            max_bisection_requests=bisection_budget,
+            max_isolation_requests=bisection_budget,
         )
     except ChunkInterrupted as interrupted:
         outcome = interrupted.outcome
@@ -272,14 +272,20 @@ def test_fetch_chunk_accounts_for_every_target_exactly_once(
     event(f"pending={bool(outcome.pending)} rejected={len(outcome.rejected_targets)}")
     answered = [row["target"] for row in outcome.rows if row["target"] is not None]
     assert len(answered) == len(set(answered))  # no target twice
-    parts = [set(answered), set(outcome.missing_targets), set(outcome.rejected_targets), set(outcome.pending)]
+    parts = [
+        set(answered),
+        set(outcome.missing_targets),
+        set(outcome.rejected_targets),
+        set(outcome.unresolved_targets),
+        set(outcome.pending),
+    ]
     assert sum(len(part) for part in parts) == len(set().union(*parts))  # disjoint
     assert set().union(*parts) == set(chunk)  # and nothing forgotten
     assert set(outcome.rejected_targets) <= set(behaviour["bad"])
     assert outcome.items == len(outcome.rows)
     assert outcome.unmatched_items == sum(1 for row in outcome.rows if row["target"] is None)
     assert all(isinstance(row["item"], dict) for row in outcome.rows)
-    if not outcome.pending:
+    if not outcome.pending and not outcome.unresolved_targets:
         assert set(outcome.rejected_targets) == set(behaviour["bad"])
 
 

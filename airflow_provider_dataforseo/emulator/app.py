@@ -732,7 +732,9 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
                 faults.drop_items(injected, task, injector.config.drop_share)
             if injector.config.respell_urls:
                 faults.respell_items(task)
-            reply = compress_reply(request, faults.mangle(injected, envelope(api.OK, MSG_OK, start, [task])))
+            reply = compress_reply(
+                request, faults.mangle(injected, envelope(api.OK, MSG_OK, start, [task]), injector.config)
+            )
             # the latency is the request's whole response time, the emulator's own work included
             # (the real API's servers do not share the client's CPUs)
             remaining = cfg.latency_seconds - (time.perf_counter() - start)

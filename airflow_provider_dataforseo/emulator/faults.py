@@ -22,10 +22,13 @@ summing to at most 1):
 ``truncated``       a complete HTTP reply whose JSON body is cut in half
 ``not_json``        HTTP 200 with an HTML page instead of JSON
 ``drop_items``      drops a share (``drop_share``) of the items but keeps ``items_count``
+``trickle``         sends the headers, then the body ``trickle_bytes`` at a time, one piece
+                    every ``trickle_seconds`` (each read of the client inside its read timeout)
 ==================  =========================================================================
 
-Replies the API computed (``hang``, ``slow``, ``disconnect``, ``truncated``, ``drop_items``) are
-charged like a normal reply, as a real server that did the work would; the others cost nothing.
+Replies the API computed (``hang``, ``slow``, ``disconnect``, ``truncated``, ``drop_items``,
+``trickle``) are charged like a normal reply, as a real server that did the work would; the others
+cost nothing.
 Separately, ``reject_share`` / ``reject_targets`` make chosen targets invalid: every task holding
 one fails with 40501 ``Invalid Field: 'targets'.`` (the same targets every time); and
 ``respell_urls`` makes every item echo its ``url`` in another spelling of the same target
@@ -76,6 +79,7 @@ DISCONNECT: Final = "disconnect"
 TRUNCATED: Final = "truncated"
 NOT_JSON: Final = "not_json"
 DROP_ITEMS: Final = "drop_items"
+TRICKLE: Final = "trickle"
 
 #: Every kind, in the order shares are laid out on [0, 1).
 FAULT_KINDS: Final = (
@@ -92,6 +96,7 @@ FAULT_KINDS: Final = (
     TRUNCATED,
     NOT_JSON,
     DROP_ITEMS,
+    TRICKLE,
 )
 #: Envelope status of each ``status_*`` kind (HTTP 200, ``tasks: null``).
 ENVELOPE_STATUS: Final[dict[str, int]] = {
@@ -126,6 +131,8 @@ _CONFIG_KEYS: Final = frozenset(
         "drop_share",
         "reject_share",
         "reject_targets",
+        "trickle_seconds",
+        "trickle_bytes",
         "respell_urls",
     }
 )
@@ -160,6 +167,8 @@ class FaultConfig:
     :param drop_share: share of a reply's items a ``drop_items`` fault removes (at least one).
     :param reject_share: share of all targets the emulator treats as invalid (40501).
     :param reject_targets: targets the emulator treats as invalid (40501), as sent.
+    :param trickle_seconds: pause between two pieces of a ``trickle`` reply, seconds.
+    :param trickle_bytes: size of each piece of a ``trickle`` reply, bytes (>= 1).
     :param respell_urls: every item's ``url`` echoes its target in another spelling
         (:func:`respell_url`).
     :raises FaultConfigError: naming the bad setting.
@@ -172,6 +181,8 @@ class FaultConfig:
     drop_share: float = 0.1
     reject_share: float = 0.0
     reject_targets: frozenset[str] = frozenset()
+    trickle_seconds: float = 0.5
+    trickle_bytes: int = 1
     respell_urls: bool = False
 
     def __post_init__(self) -> None:
@@ -191,6 +202,15 @@ class FaultConfig:
         _seconds("slow_seconds", self.slow_seconds)
         _share("drop_share", self.drop_share)
         _share("reject_share", self.reject_share)
+        _seconds("trickle_seconds", self.trickle_seconds)
+        if (
+            isinstance(self.trickle_bytes, bool)
+            or not isinstance(self.trickle_bytes, int)
+            or self.trickle_bytes < 1
+        ):
+            raise FaultConfigError(
+                f"trickle_bytes must be an integer of at least 1, got {self.trickle_bytes!r}"
+            )
         targets = self.reject_targets
         if isinstance(targets, str) or not all(isinstance(t, str) for t in targets):
             raise FaultConfigError(f"reject_targets must be a list of strings, got {targets!r:.80}")
@@ -218,8 +238,8 @@ class FaultConfig:
         """Build from the admin endpoint's JSON, e.g. ``{"rates": {"http_500": 0.2}, "seed": 7}``.
 
         Keys (all optional): ``rates`` (object kind -> share), ``seed`` (int), ``hang_seconds``,
-        ``slow_seconds`` (seconds), ``drop_share``, ``reject_share`` (0-1), ``reject_targets`` (list
-        of strings), ``respell_urls`` (bool).
+        ``slow_seconds``, ``trickle_seconds`` (seconds), ``trickle_bytes`` (int), ``drop_share``,
+        ``reject_share`` (0-1), ``reject_targets`` (list of strings), ``respell_urls`` (bool).
 
         :raises FaultConfigError: for anything else, naming the key.
         """
@@ -251,6 +271,8 @@ class FaultConfig:
             "drop_share": self.drop_share,
             "reject_share": self.reject_share,
             "reject_targets": sorted(self.reject_targets),
+            "trickle_seconds": self.trickle_seconds,
+            "trickle_bytes": self.trickle_bytes,
             **respell,
         }
 
@@ -433,13 +455,19 @@ def respell_items(task: dict[str, Any]) -> None:
                 item["url"] = respell_url(item["url"])
 
 
-def mangle(fault: InjectedFault | None, reply: Response) -> Response:
-    """Turn a computed reply into a ``truncated`` or ``disconnect`` one (others pass through)."""
-    if fault is None or fault.kind not in (TRUNCATED, DISCONNECT):
+def mangle(fault: InjectedFault | None, reply: Response, config: FaultConfig | None = None) -> Response:
+    """Turn a computed reply into a ``truncated``, ``disconnect`` or ``trickle`` one (others pass through).
+
+    :param config: gives a ``trickle`` reply its pace (default: :class:`FaultConfig` ``()``).
+    """
+    if fault is None or fault.kind not in (TRUNCATED, DISCONNECT, TRICKLE):
         return reply
     body = bytes(reply.body)
     if fault.kind == TRUNCATED:
         return Response(content=body[: max(1, len(body) // 2)], media_type="application/json")
+    if fault.kind == TRICKLE:
+        pace = config if config is not None else FaultConfig()
+        return TrickleBody(body, seconds=pace.trickle_seconds, piece=pace.trickle_bytes)
     return DisconnectMidBody(body)
 
 
@@ -472,6 +500,51 @@ class DisconnectMidBody(Response):
         half = bytes(self.body)[: max(1, len(self.body) // 2)]
         await send({"type": "http.response.body", "body": half, "more_body": True})
         # returning without the last body message: uvicorn closes the connection mid-body
+
+
+class TrickleBody(Response):
+    """Sends the headers at once, then the body ``piece`` bytes at a time, ``seconds`` apart.
+
+    Each piece arrives well inside a client's read timeout, so only a deadline on the whole
+    exchange ends the request. The reply is sent uncompressed (``Content-Encoding: identity``) so
+    that every piece reaches the client as it is sent; the trickle stops when the client leaves.
+    """
+
+    def __init__(self, body: bytes, *, seconds: float, piece: int) -> None:
+        super().__init__(
+            content=body, media_type="application/json", headers={"content-encoding": "identity"}
+        )
+        self.seconds = seconds
+        self.piece = piece
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        gone = asyncio.Event()
+
+        async def watch() -> None:  # the client closing the connection ends the trickle
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            body = bytes(self.body)
+            for start in range(0, len(body), self.piece):
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": body[start : start + self.piece],
+                        "more_body": True,
+                    }
+                )
+                try:
+                    await asyncio.wait_for(gone.wait(), self.seconds)
+                    return
+                except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+                    pass
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            watcher.cancel()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -539,6 +612,15 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "--slow-seconds", type=float, default=1.0, help="how long a 'slow' fault waits (default: 1)"
     )
     group.add_argument(
+        "--trickle-seconds",
+        type=float,
+        default=0.5,
+        help="pause between two pieces of a 'trickle' reply (default: 0.5)",
+    )
+    group.add_argument(
+        "--trickle-bytes", type=int, default=1, help="bytes in each piece of a 'trickle' reply (default: 1)"
+    )
+    group.add_argument(
         "--drop-share",
         type=float,
         default=0.1,
@@ -573,6 +655,8 @@ def config_from_args(args: argparse.Namespace) -> FaultConfig | None:
         drop_share=args.drop_share,
         reject_share=args.reject_share,
         reject_targets=frozenset(args.reject_target),
+        trickle_seconds=args.trickle_seconds,
+        trickle_bytes=args.trickle_bytes,
         respell_urls=args.respell_urls,
     )
     return config if config.active else None

@@ -22,7 +22,15 @@ from requests.adapters import HTTPAdapter
 
 from airflow_provider_dataforseo import __version__, api
 from airflow_provider_dataforseo.chunks import lower_bound
+from airflow_provider_dataforseo.deadline import (
+    DEFAULT_REQUEST_DEADLINE_SECONDS,
+    Deadline,
+    DeadlineExceeded,
+    check_deadline,
+    read_body,
+)
 from airflow_provider_dataforseo.exceptions import (
+    DataForSeoAuthenticationError,
     DataForSeoError,
     DataForSeoInvalidRequestError,
     DataForSeoServerError,
@@ -84,6 +92,11 @@ class DataForSeoHook(BaseHook):
     :param dataforseo_conn_id: the Airflow connection id.
     :param timeout: ``(connect, read)`` timeouts in seconds (a list of two is accepted, as JSON or YAML
         ``hook_params`` give it), or one number for both; read should exceed the API's 120 s limit.
+        Each bounds one socket operation (connecting, one read).
+    :param request_deadline: the most one HTTP attempt may take in all, seconds: connecting,
+        sending, the headers and the WHOLE body (default 300, past the API's 120 s live-task
+        limit). A server that trickles its reply is cut off there, and the attempt is retried as a
+        transient fault (:mod:`~airflow_provider_dataforseo.deadline`).
     :param max_attempts: attempts per request, the first included (>= 1).
     :param retry_wait_min: smallest backoff between attempts, seconds.
     :param retry_wait_max: largest backoff between attempts, seconds.
@@ -93,7 +106,8 @@ class DataForSeoHook(BaseHook):
         HTTP attempt (retries included) takes a slot. Default: a
         :class:`~airflow_provider_dataforseo.ratelimit.RequestLimiter` of 30 in flight (the API's
         limit) and 1800 per minute (below the API's default 2000).
-    :raises ValueError: for a bad ``timeout`` or ``max_attempts`` (naming the value).
+    :raises ValueError: for a bad ``timeout``, ``request_deadline`` or ``max_attempts`` (naming the
+        value).
     """
 
     conn_name_attr = "dataforseo_conn_id"
@@ -106,6 +120,7 @@ class DataForSeoHook(BaseHook):
         dataforseo_conn_id: str = default_conn_name,
         *,
         timeout: float | Sequence[float] = (DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT),
+        request_deadline: float = DEFAULT_REQUEST_DEADLINE_SECONDS,
         max_attempts: int = 5,
         retry_wait_min: float = 1.0,
         retry_wait_max: float = 60.0,
@@ -119,6 +134,7 @@ class DataForSeoHook(BaseHook):
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts!r}")
         self.dataforseo_conn_id = dataforseo_conn_id
         self.timeout = check_timeout(timeout)
+        self.request_deadline = check_deadline(request_deadline)
         self.max_attempts = max_attempts
         self.retry_wait_min = retry_wait_min
         self.retry_wait_max = retry_wait_max
@@ -174,11 +190,11 @@ class DataForSeoHook(BaseHook):
                 f"Connection {self.dataforseo_conn_id!r} needs the API login and API password "
                 "(https://app.dataforseo.com/api-access)."
             )
-        token = base64.b64encode(f"{conn.login}:{conn.password}".encode()).decode("ascii")
         _mask(conn.password)
-        _mask(token)
+        auth = BasicAuthUtf8.of(conn.login, conn.password, conn_id=self.dataforseo_conn_id)
+        _mask(auth.token)
         session = requests.Session()
-        session.auth = (conn.login, conn.password)
+        session.auth = auth
         session.headers.update(
             {
                 "User-Agent": user_agent(),
@@ -199,8 +215,16 @@ class DataForSeoHook(BaseHook):
         try:
             session = self.get_conn()
             with self.limiter.request():
-                response = session.request(method, url, json=body, timeout=self.timeout)
-                content = response.content
+                deadline = Deadline(self.request_deadline)
+                response = session.request(
+                    method, url, json=body, timeout=deadline.timeout(self.timeout), stream=True
+                )
+                content = read_body(response, deadline)
+        except DeadlineExceeded as exc:
+            raise DataForSeoServerError(
+                f"{self.base_url}: {exc} (hook param request_deadline)",
+                endpoint=endpoint,
+            ) from None
         except requests.Timeout as exc:
             raise DataForSeoServerError(
                 f"{self.base_url} timed out ({type(exc).__name__}) after {self.timeout} s", endpoint=endpoint
@@ -237,10 +261,15 @@ class DataForSeoHook(BaseHook):
             stop=tenacity.stop_after_attempt(self.max_attempts)
             | tenacity.stop_after_delay(self.max_retry_seconds),
             before_sleep=_log_retry,
+            sleep=self._backoff,
             reraise=True,
         )
         result: TaskResult = retrying(self._send, method, endpoint, body, raw_items)
         return result
+
+    def _backoff(self, seconds: float) -> None:
+        """Wait between attempts; an interrupted task's limiter cuts the wait short."""
+        self.limiter.pause(seconds)
 
     def post_task(self, endpoint: str, task: Mapping[str, Any], *, raw_items: bool = False) -> TaskResult:
         """Post ONE task to a live endpoint and return its checked result.
@@ -327,6 +356,54 @@ class DataForSeoHook(BaseHook):
             session.close()
 
 
+class BasicAuthUtf8(requests.auth.AuthBase):
+    """HTTP Basic auth with the login and password encoded as UTF-8 (RFC 7617 ``charset="UTF-8"``).
+
+    ``requests`` encodes Basic credentials as Latin-1 and raises a ``UnicodeEncodeError`` that
+    holds the password for any other character (``€``, ``ł``, ``中``). DataForSEO's docs give no
+    charset (their examples run ``base64`` over the shell's, i.e. UTF-8, bytes); UTF-8 is the
+    assumption made here, and the emulator decodes it the same way.
+
+    The token is kept only in the header it builds; ``repr`` shows neither it nor the password.
+
+    :param token: the base64 of ``login:password`` in UTF-8 (build it with :meth:`of`).
+    """
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self._header = f"Basic {token}"
+
+    @classmethod
+    def of(cls, login: str, password: str, *, conn_id: str) -> BasicAuthUtf8:
+        """Build the auth of a connection's login and password.
+
+        :raises DataForSeoAuthenticationError: (not retried; no secret in it, nor in its chain)
+            when they cannot be encoded as UTF-8 (a lone surrogate, as a bad file decoding leaves).
+        """
+        try:
+            raw: bytes | None = f"{login}:{password}".encode()
+        except UnicodeEncodeError:
+            raw = None
+        if raw is None:  # raised outside the except block: no __context__ holding the password
+            raise DataForSeoAuthenticationError(
+                f"the login or password of connection {conn_id!r} holds characters that cannot be "
+                "encoded as UTF-8 (e.g. a lone surrogate): enter them again (nothing was sent)"
+            )
+        return cls(base64.b64encode(raw).decode("ascii"))
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = self._header
+        return request
+
+    def __repr__(self) -> str:
+        return "BasicAuthUtf8(<hidden>)"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BasicAuthUtf8) and other._header == self._header
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 def check_chunk(targets: Sequence[str]) -> None:
     """Refuse a chunk that breaks the endpoint's limits (endpoint doc, field ``targets``).
 
@@ -367,6 +444,7 @@ def check_tag(tag: str) -> str:
 #: What ``hook_params`` of the operator and the sensor may hold (``DataForSeoHook`` keywords).
 HOOK_PARAMS: Final = (
     "timeout",
+    "request_deadline",
     "max_attempts",
     "retry_wait_min",
     "retry_wait_max",
@@ -382,7 +460,7 @@ def check_hook_params(params: Mapping[str, Any]) -> None:
 
     :param params: keyword arguments meant for :class:`DataForSeoHook`.
     :raises ValueError: naming an unknown key (with the accepted ones), or a bad ``timeout``,
-        ``max_attempts`` (an integer >= 1) or wait (a number of seconds >= 0).
+        ``request_deadline``, ``max_attempts`` (an integer >= 1) or wait (a number of seconds >= 0).
     """
     unknown = sorted(set(params) - set(HOOK_PARAMS))
     if unknown:
@@ -391,6 +469,8 @@ def check_hook_params(params: Mapping[str, Any]) -> None:
         )
     if "timeout" in params:
         check_timeout(params["timeout"])
+    if "request_deadline" in params:
+        check_deadline(params["request_deadline"])
     attempts = params.get("max_attempts", 1)
     if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
         raise ValueError(f"hook_params: max_attempts must be an integer of at least 1, got {attempts!r}")

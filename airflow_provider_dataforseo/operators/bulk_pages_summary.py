@@ -116,13 +116,15 @@ class BulkPagesSummaryOperator(BaseOperator):
     - With ``output_path`` the rows are written as JSON Lines (a ``.jsonl`` path is the file; any
       other path is a folder that gets ``bulk_pages_summary.jsonl`` and ``manifest.json``), and the
       manifest ``{"uri", "targets", "items", "requests", "cost_usd", "missing_targets",
-      "unmatched_items", "rejected_targets"}`` is returned. Each finished chunk is stored at once
-      in a checkpoint beside the rows file (:mod:`~airflow_provider_dataforseo.checkpoint`); a
-      retry of the task fetches only the chunks still missing, and the rows file is written from
-      the chunks once all are done, so it holds every row exactly once, as a clean run would.
+      "unmatched_items", "rejected_targets", "unresolved_targets"}`` is returned. Each finished
+      chunk is stored at once in a checkpoint beside the rows file
+      (:mod:`~airflow_provider_dataforseo.checkpoint`); a retry of the task fetches only the
+      chunks still missing, and the rows file is written from the chunks once all are done, so it
+      holds every row exactly once, as a clean run would.
 
-    Faults: a 40501 refusing ``targets`` is narrowed down by bisection and the refused targets are
-    reported (``rejected_targets``) instead of failing the chunk; an incomplete reply is topped up.
+    Faults: a 40501 refusing ``targets`` is narrowed down by group testing and the refused targets
+    are reported (``rejected_targets``, or ``unresolved_targets`` when the isolation's allowance or
+    the cost cap runs out) instead of failing the chunk; an incomplete reply is topped up.
     ``max_cost_usd`` refuses to start when the estimate exceeds it and stops before any request
     that could exceed it. Requests in flight (``max_active_requests``) and per minute
     (``requests_per_minute``) are capped for all threads of the task; across tasks, use an Airflow
@@ -493,9 +495,16 @@ class BulkPagesSummaryOperator(BaseOperator):
         )
         if summary.rejected_targets:
             self.log.warning(
-                "The API refused %s (40501), isolated by bisection; no rows for them: %s",
+                "The API refused %s (40501), isolated by group testing; no rows for them: %s",
                 counted(len(summary.rejected_targets), "target"),
                 ", ".join(named(summary.rejected_targets[:200])),
+            )
+        if summary.unresolved_targets:
+            self.log.warning(
+                "%s of refused requests unresolved (isolation allowance or max_cost_usd "
+                "spent); no rows for them, listed in the manifest's unresolved_targets: %s",
+                counted(len(summary.unresolved_targets), "target stays", "targets stay"),
+                ", ".join(summary.unresolved_targets[:200]),
             )
         if summary.missing_targets:
             shown = named(summary.missing_targets[:200])
