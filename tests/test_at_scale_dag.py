@@ -62,7 +62,7 @@ def _example_module() -> Any:
 
 
 def test_at_scale_dag_maps_one_task_per_group_and_merges_the_manifests(
-    emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    emulator: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the generated targets file lies under the run's output root: the deployment allows it
     monkeypatch.setenv("AIRFLOW__DATAFORSEO__ALLOWED_TARGET_ROOTS", tmp_path.as_uri())
@@ -87,6 +87,13 @@ def test_at_scale_dag_maps_one_task_per_group_and_merges_the_manifests(
 
     states = _states(run)
     assert set(states.values()) == {"success"}
+    # issue 14: merge iterated the lazy sequence of mapped results one offset too far, and every
+    # run logged "XCom not found ... offset=N" at ERROR though nothing failed
+    output = capfd.readouterr()
+    log = output.out + output.err
+    assert "merge" in log and "parts:" in log  # the run's log was captured
+    errors = [line for line in log.splitlines() if "[error" in line or " ERROR " in line]
+    assert errors == []
     assert sorted(key for key in states if key[0] == "fetch") == [("fetch", i) for i in range(n_groups)]
     run_root = tmp_path / "example_dataforseo_at_scale" / run.run_id
     merged = json.loads((run_root / "manifest.json").read_text())

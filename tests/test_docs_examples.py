@@ -1,10 +1,11 @@
 """Every ``python`` example in README.md and docs/*.md runs, so the examples cannot rot.
 
 Each block runs on its own, in a fresh namespace, with the ``dataforseo_default`` connection
-pointing at the emulator. A fragment that shows a few arguments may use
-``BulkPagesSummaryOperator`` without importing it (the namespace has it); anything else it uses it
-imports itself. Blocks that build DAGs only build them (the README's first DAG is also run, by
-tests/test_readme_api.py); the API snippets call the emulator.
+pointing at the emulator, inside a ``DAG`` context. A fragment that shows a few arguments may use
+``BulkPagesSummaryOperator`` without importing it (the namespace has it), and may wire tasks
+without a DAG of its own; anything else it uses it imports itself. Blocks that build DAGs only
+build them (the README's first DAG is also run, by tests/test_readme_api.py); the API snippets
+call the emulator.
 """
 
 from __future__ import annotations
@@ -43,10 +44,13 @@ def test_example_runs(
 ) -> None:
     for name in ("AIRFLOW_CONN_DATAFORSEO_DEFAULT", "AIRFLOW_CONN_WRONG"):
         monkeypatch.setenv(name, os.environ.get(name, ""))  # restored after a snippet sets them
+    from airflow.sdk import DAG
+
     from airflow_provider_dataforseo.operators.bulk_pages_summary import BulkPagesSummaryOperator
 
     namespace = {"__name__": "docs_example", "BulkPagesSummaryOperator": BulkPagesSummaryOperator}
-    exec(compile(source, f"{page} example {index}", "exec"), namespace)
+    with DAG(dag_id=f"docs_example_{index}", schedule=None):  # a fragment's tasks need a DAG around them
+        exec(compile(source, f"{page} example {index}", "exec"), namespace)
 
 
 CONN_EXPORT = re.compile(r"export AIRFLOW_CONN_DATAFORSEO_DEFAULT='([^']+)'")

@@ -15,6 +15,7 @@ from airflow_provider_dataforseo.checkpoint import Checkpoint
 from airflow_provider_dataforseo.chunks import lower_bound, plan_chunks
 from airflow_provider_dataforseo.exceptions import InvalidTargetsError
 from airflow_provider_dataforseo.fetch import ChunkOutcome, FetchSummary, Row, fetch_bulk_pages_summary
+from airflow_provider_dataforseo.flags import as_bool  # one reading of flags for every class
 from airflow_provider_dataforseo.hooks.dataforseo import (
     DataForSeoHook,
     check_hook_params,
@@ -76,28 +77,6 @@ def read_targets(value: object, **options: Any) -> TargetSet:
     :raises TypeError: for a value of an unsupported type.
     """
     return _read_targets(value, **options)
-
-
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off"})
-
-
-def as_bool(value: object, name: str) -> bool:
-    """A boolean argument as given, or as a template renders it (``"True"``, ``"false"``, ``"1"``).
-
-    :param value: a bool, or a string/int standing for one.
-    :param name: the argument's name, for the error.
-    :return: the boolean.
-    :raises ValueError: naming the argument and the value when it means neither true nor false.
-    """
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower() if isinstance(value, (str, int)) else None
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError(f"{name} must be true or false, got {value!r}")
 
 
 class BulkPagesSummaryOperator(BaseOperator):
