@@ -36,6 +36,7 @@ from airflow_provider_dataforseo.ratelimit import (
 )
 from airflow_provider_dataforseo.responses import MatchedItems, TaskResult, match_items
 from airflow_provider_dataforseo.targets import normalise_target
+from airflow_provider_dataforseo.wording import counted
 from airflow_provider_dataforseo.workers import DaemonPool
 
 if TYPE_CHECKING:
@@ -370,28 +371,27 @@ class FetchRun:
                 spent_usd=budget.spent_usd,
                 reserved_usd=0.0,
                 needed_usd=estimate,
-                what=f"the plan of {len(todo)} requests for {to_send} targets "
+                what=f"the plan of {counted(len(todo), 'request')} for {counted(to_send, 'target')} "
                 "(requests x 0.02 USD + targets x 0.00003 USD)",
             )
         budget.set_aside(estimate)
         log.info(
-            "Estimate: %d requests for %d targets, at most %.5f USD; isolating targets the API refuses "
-            "(40501), if any, takes at most %d more requests per chunk holding one, paid only from what "
+            "Estimate: %s for %s, at most %.5f USD; isolating targets the API refuses "
+            "(40501), if any, takes at most %s per chunk holding one, paid only from what "
             "max_cost_usd leaves beside the plan",
-            len(todo),
-            to_send,
+            counted(len(todo), "request"),
+            counted(to_send, "target"),
             estimate,
-            self.max_isolation_requests,
+            counted(self.max_isolation_requests, "more request"),
         )
         if stored:
             log.info(
-                "Resuming: %d of %d chunks were stored by an earlier try (%.5f USD spent); fetching %d "
-                "targets in %d chunks",
+                "Resuming: chunks stored by an earlier try: %d of %d (%.5f USD spent); fetching %s in %s",
                 len(stored),
                 len(chunks),
                 budget.spent_usd,
-                to_send,
-                len(todo),
+                counted(to_send, "target"),
+                counted(len(todo), "chunk"),
             )
 
     def run(self) -> FetchSummary:
@@ -464,11 +464,11 @@ class FetchRun:
             if self.on_chunk is not None:
                 self.on_chunk(error.outcome)
             log.warning(
-                "Chunk %d/%d stopped with %d of its %d targets still to fetch; the rest is kept",
+                "Chunk %d/%d stopped with %d of its %s still to fetch; the rest is kept",
                 index + 1,
                 len(self.chunks),
                 len(error.outcome.pending),
-                error.outcome.targets,
+                counted(error.outcome.targets, "target"),
             )
             error = error.cause
         if error is not None:
@@ -480,11 +480,11 @@ class FetchRun:
             self.on_chunk(outcome)
         self.summary.add(outcome)
         log.info(
-            "Request %d/%d: %d targets, %d items, cost %.5f USD (task %s)",
+            "Request %d/%d: %s, %s, cost %.5f USD (task %s)",
             index + 1,
             len(self.chunks),
-            outcome.targets,
-            outcome.items,
+            counted(outcome.targets, "target"),
+            counted(outcome.items, "item"),
             outcome.cost_usd,
             ", ".join(outcome.task_ids) or None,
         )
@@ -519,9 +519,9 @@ def _save_what_arrives(
     in_flight = [future for future in running if not future.cancelled()]
     if in_flight:
         log.warning(
-            "Interrupted with %d requests in flight: waiting up to %.0f s to store their replies "
+            "Interrupted with %s in flight: waiting up to %.0f s to store their replies "
             "(they are paid for either way)",
-            len(in_flight),
+            counted(len(in_flight), "request"),
             grace_seconds,
         )
         wait(in_flight, timeout=grace_seconds)
@@ -534,7 +534,7 @@ def _save_what_arrives(
             log.exception("Could not store chunk %d after the interruption", index + 1)
     late = sum(1 for future in in_flight if not future.done())
     if late:
-        log.warning("%d requests still in flight were left behind; a retry sends them again", late)
+        log.warning("%s still in flight left behind; a retry sends them again", counted(late, "request"))
 
 
 def _in_input_order(some: list[str], targets: Sequence[str]) -> list[str]:
@@ -692,20 +692,20 @@ class ChunkFetch:
         if short > 0 and missing and self.follow_ups_left > 0:
             self.follow_ups_left -= 1
             log.warning(
-                "Incomplete reply (task %s): items_count says %d more items than it holds; asking again "
-                "for the %d targets of chunk %d left without an item",
+                "Incomplete reply (task %s): items_count says %s more than it holds; asking again "
+                "for the %s of chunk %d left without an item",
                 result.task_id,
-                short,
-                len(missing),
+                counted(short, "item"),
+                counted(len(missing), "target"),
                 self.index + 1,
             )
             self.pieces.append(missing)
             return
         if short > 0:
             log.warning(
-                "Incomplete reply (task %s) and no follow-up left: %d targets of chunk %d count as missing",
+                "Incomplete reply (task %s) and no follow-up left: %s of chunk %d count as missing",
                 result.task_id,
-                len(missing),
+                counted(len(missing), "target"),
                 self.index + 1,
             )
         outcome.missing_targets.extend(missing)
@@ -715,9 +715,9 @@ class ChunkFetch:
         screened = locally_refused(piece)
         if screened:
             log.warning(
-                "Chunk %d: %d targets are not in the form the API takes (no request for them): %s",
+                "Chunk %d: %s not in the form the API takes (no request for them): %s",
                 self.index + 1,
-                len(screened),
+                counted(len(screened), "target is", "targets are"),
                 ", ".join(screened[:TARGETS_NAMED_IN_ERRORS]),
             )
             self.outcome.rejected_targets.extend(screened)
@@ -726,10 +726,10 @@ class ChunkFetch:
                 self.pieces.appendleft(rest)  # may pass now
             return
         log.info(
-            "40501 on a request of %d targets (chunk %d): searching the refused targets (up to %d requests)",
-            len(piece),
+            "40501 on a request of %s (chunk %d): searching the refused targets (up to %s)",
+            counted(len(piece), "target"),
             self.index + 1,
-            self.isolation_left,
+            counted(self.isolation_left, "request"),
         )
         search = RefusalSearch(piece)
         try:
@@ -769,11 +769,11 @@ class ChunkFetch:
     def _give_up(self, search: RefusalSearch, why: str) -> None:
         unresolved = search.unresolved()
         log.warning(
-            "Chunk %d: stopped isolating refused targets (%s): %d targets left unresolved, no rows for "
+            "Chunk %d: stopped isolating refused targets (%s): %s left unresolved, no rows for "
             "them (listed as unresolved_targets): %s",
             self.index + 1,
             why,
-            len(unresolved),
+            counted(len(unresolved), "target"),
             ", ".join(unresolved[:TARGETS_NAMED_IN_ERRORS]),
         )
         self.outcome.unresolved_targets.extend(unresolved)
@@ -831,7 +831,7 @@ def _post_within_budget(
     kind = "an isolating request" if isolating else "a request"
     reservation = budget.reserve(
         request_cost_bound_usd(len(piece)),
-        f"{kind} of {len(piece)} targets (chunk {index + 1})",
+        f"{kind} of {counted(len(piece), 'target')} (chunk {index + 1})",
         planned=planned,
     )
     try:
@@ -903,7 +903,7 @@ def with_request_context(exc: Exception, targets: Sequence[str], note: str | Non
         else ""
     )
     extra = f"; {note}" if note else ""
-    message = f"{exc.status_message} (request of {len(targets)} targets: {shown}{more}{extra})"
+    message = f"{exc.status_message} (request of {counted(len(targets), 'target')}: {shown}{more}{extra})"
     try:
         return type(exc)(message, status_code=exc.status_code, task_id=exc.task_id, endpoint=exc.endpoint)
     except TypeError:  # pragma: no cover - a subclass with another signature

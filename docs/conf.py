@@ -27,7 +27,7 @@ extensions = [
     "sphinx.ext.viewcode",
 ]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "_generated", "Thumbs.db", ".DS_Store"]
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3  # [text](page.md#a-heading) links to headings
 
@@ -47,10 +47,12 @@ nitpick_ignore_regex = [
         r"py:.*",
         r"(airflow|requests|urllib3|tenacity|pendulum|fastapi|starlette|uvicorn|msgspec|"
         r"publicsuffixlist|idna|asyncio|concurrent|collections|typing|typing_extensions|datetime|"
-        r"logging|threading|socket|pathlib|enum|argparse|hashlib|io|os|types|decimal|http)(\..*)?",
+        r"logging|threading|socket|pathlib|enum|argparse|hashlib|io|os|types|decimal|http|time|gc)(\..*)?",
     ),
 ]
 
+# Private helpers (``_search``) that docstrings of public modules mention; not in the reference.
+nitpick_ignore_regex.append((r"py:.*", r"(.*\.)?_[a-z]\w*"))
 # Names from other projects that docstrings and type hints use unqualified.
 nitpick_ignore = [
     (role, name)
@@ -80,6 +82,9 @@ nitpick_ignore += [
         "Snapshot",
         "Entry",
         "Change",
+        "Piece",
+        "T",
+        "Future",
         "airflow_provider_dataforseo.responses._T",
         "EmulatorState",
         "START_TIMEOUT_SECONDS",
@@ -130,6 +135,50 @@ def _write_emulator_help() -> None:
         target.write_text(out.getvalue(), encoding="utf-8")
 
 
+#: Modules left out of the API reference: the emulator's internals (its public names are
+#: re-exported by ``airflow_provider_dataforseo.emulator``) and the CLI entry point.
+INTERNAL_MODULES = {
+    "airflow_provider_dataforseo.emulator.__main__",
+    "airflow_provider_dataforseo.emulator.app",
+    "airflow_provider_dataforseo.emulator.clock",
+    "airflow_provider_dataforseo.emulator.data",
+    "airflow_provider_dataforseo.emulator.server",
+}
+#: Sections of the API reference: (file under _generated/, which modules).
+API_SECTIONS = {
+    "api-package.rst": lambda name: name == "airflow_provider_dataforseo",
+    "api-airflow.rst": lambda name: name.split(".")[1] in {"hooks", "operators", "sensors", "triggers"},
+    "api-emulator.rst": lambda name: name.split(".")[1] == "emulator",
+    "api-pure.rst": lambda name: True,  # everything else
+}
+
+
+def _write_api_sections() -> None:
+    """One ``automodule`` per module of the package, by section, so a new module is never left out."""
+    import pkgutil
+
+    import airflow_provider_dataforseo
+
+    package = "airflow_provider_dataforseo"
+    names = [package] + [
+        info.name
+        for info in pkgutil.walk_packages(airflow_provider_dataforseo.__path__, f"{package}.")
+        if not info.ispkg or info.name.endswith(".emulator")
+    ]
+    names = [name for name in names if name not in INTERNAL_MODULES]
+    placed: set[str] = set()
+    out = Path(__file__).parent / "_generated"
+    out.mkdir(exist_ok=True)
+    for filename, wanted in API_SECTIONS.items():
+        mine = [name for name in names if name not in placed and wanted(name)]
+        placed.update(mine)
+        text = "".join(f".. automodule:: {name}\n" for name in mine)
+        target = out / filename
+        if not target.exists() or target.read_text(encoding="utf-8") != text:
+            target.write_text(text, encoding="utf-8")
+
+
 def setup(app):  # type: ignore[no-untyped-def]
     _write_emulator_help()
+    _write_api_sections()
     app.connect("missing-reference", _resolve_short_name)

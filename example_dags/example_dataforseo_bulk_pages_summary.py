@@ -1,10 +1,11 @@
 """Daily backlink summaries for 4,000 real targets, written as JSON Lines, then a short report.
 
 The targets file holds the 2,000 highest-ranked domains of a public top-sites list and their home
-pages (2,000 main domains, so at least 20 requests of <= 100 main domains each). Run it offline
-against the emulator (see the README's first command), or against the real API by pointing the
-``dataforseo_default`` connection at your account: about 20 requests x 0.02 USD + 4,000 items x
-0.00003 USD = 0.52 USD per run.
+pages (2,000 main domains, so at least 20 requests of <= 100 main domains each), leaving out adult,
+piracy and malware sites (data/excluded_domains.txt; scripts/make_demo_targets.py makes the file).
+Run it offline against the emulator (see the README's first command), or against the real API by
+pointing the ``dataforseo_default`` connection at your account: about 20 requests x 0.02 USD +
+4,000 items x 0.00003 USD = 0.52 USD per run.
 
 The fetch runs in the Airflow pool ``dataforseo`` (10 of its slots, one per request in flight),
 shared with the other DataForSEO examples so that all of them together stay under the API's 30

@@ -110,7 +110,7 @@ PY
 echo
 echo "== Run 3, the same day: nothing new, nothing sent again"
 .venv/bin/airflow dags test example_dataforseo_backlinks_alert 2>&1 | tee "$DEMO/run3.log" \
-  | grep -Eo "No change in [0-9]+ targets|[0-9]+ changes on [0-9]+ targets|ERROR.*|Traceback.*" | awk '!seen[$0]++' || true
+  | grep -Eo "No change in [0-9]+ targets?|[0-9]+ changes? on [0-9]+ targets?|ERROR.*|Traceback.*" | awk '!seen[$0]++' || true
 [ "$(run_state "$DEMO/run3.log")" = "success" ] || { echo "Run 3 failed; see $DEMO/run3.log" >&2; exit 1; }
 
 echo

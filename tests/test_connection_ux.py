@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 HOOK_CLASS = "airflow_provider_dataforseo.hooks.dataforseo.DataForSeoHook"
 SANDBOX_DESCRIPTION = (
-    "Send requests to https://sandbox.dataforseo.com (dummy data, no charge) when Host is empty."
+    "On: send requests to https://sandbox.dataforseo.com (free dummy data, same limits) when the "
+    "Base URL field is empty. Off (the default): the paid API, https://api.dataforseo.com."
 )
 
 

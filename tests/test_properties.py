@@ -47,6 +47,7 @@ from airflow_provider_dataforseo.targets import (
     count_main_domains,
     normalise_targets,
 )
+from airflow_provider_dataforseo.wording import counted
 from tests.conftest import conn_json
 
 ENDPOINT = api.BULK_PAGES_SUMMARY_PATH
@@ -310,7 +311,7 @@ def test_errors_name_the_request_and_keep_their_kind(
     named = with_request_context(original, targets)
     assert type(named) is DataForSeoServerError
     assert named.status_code == code and named.task_id == "t"  # type: ignore[attr-defined]
-    assert f"(request of {len(targets)} targets: " in str(named)
+    assert f"(request of {counted(len(targets), 'target')}: " in str(named)  # "1 target", "2 targets"
 
 
 # ---------------------------------------------------------------------------------------------

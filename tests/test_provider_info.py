@@ -36,6 +36,28 @@ def test_connection_form_matches_provider_yaml_schema() -> None:
     assert {"schema", "port"} <= set(conn["ui-field-behaviour"]["hidden-fields"])
 
 
+def test_sandbox_field_names_the_base_url_field_and_defaults_to_a_boolean() -> None:
+    """The switch's help names the form's own field (Base URL, not Host); its default is False."""
+    conn = get_provider_info()["connection-types"][0]
+    sandbox = conn["conn-fields"]["sandbox"]
+    assert "Base URL field is empty" in sandbox["description"]
+    assert conn["ui-field-behaviour"]["relabeling"]["host"] == "Base URL"  # the name it refers to
+    assert "Host" not in sandbox["description"]
+    assert sandbox["schema"]["default"] is False
+
+
+def test_documentation_url_comes_from_the_project_urls() -> None:
+    """pyproject's [project.urls] Documentation is the one place; Airflow and we read it the same way."""
+    from importlib.metadata import distribution
+
+    urls = dict(
+        entry.split(", ", 1)
+        for entry in distribution("airflow-provider-dataforseo").metadata.get_all("Project-URL")
+    )
+    assert urls["Documentation"].startswith("https://")
+    assert get_provider_info()["documentation-url"] == urls["Documentation"]
+
+
 def test_package_name_equals_distribution_name() -> None:
     from importlib.metadata import distribution
 

@@ -20,6 +20,7 @@ Defaults of login, password and port also come from ``DATAFORSEO_EMULATOR_LOGIN`
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -142,11 +143,24 @@ def connection_line(config: EmulatorConfig, url: str) -> str:
     )
 
 
+def bind_error_line(host: str, port: int, error: OSError) -> str:
+    """The one line printed when the emulator cannot listen on ``host:port`` (no traceback)."""
+    if error.errno == errno.EADDRINUSE:
+        return (
+            f"dataforseo-emulator: port {port} on {host} is already in use (another emulator?); "
+            "use --port 0 for a free port (the URL is printed), or --port N for another one"
+        )
+    reason = error.strerror or str(error)
+    hint = "use --port 0 for a free port" if port else "check --host"
+    return f"dataforseo-emulator: cannot listen on {base_url(host, port)}: {reason}; {hint}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dataforseo-emulator``: parse, bind, print the connection, serve.
 
     :param argv: arguments without the program name (``sys.argv[1:]`` by default).
-    :return: the exit status (0 after Ctrl-C).
+    :return: the exit status: 0 after Ctrl-C, 1 when the address cannot be bound (one line on
+        stderr says why).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -166,7 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         faults=fault_config,
         simulated_date=args.date,
     )
-    sock = bind_socket(config.host, config.port)
+    try:
+        sock = bind_socket(config.host, config.port)
+    except OSError as exc:
+        print(bind_error_line(config.host, config.port, exc), file=sys.stderr, flush=True)
+        return 1
     url = base_url(config.host, sock.getsockname()[1])
     print(connection_line(config, url), flush=True)
     if fault_config is not None:

@@ -56,6 +56,7 @@ from airflow_provider_dataforseo.targets import (
 )
 from airflow_provider_dataforseo.targets_io import is_literal
 from airflow_provider_dataforseo.targets_io import read_targets as _read_targets
+from airflow_provider_dataforseo.wording import counted
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -468,11 +469,13 @@ class BulkPagesSummaryOperator(BaseOperator):
             ) from exc
         chunks = plan_chunks(target_set.targets)
         self.log.info(
-            "%d targets (from %d distinct input strings) planned into %d requests (lower bound %d); "
-            "estimated cost <= %.5f USD",
-            len(target_set),
-            sum(len(v) for v in target_set.inputs.values()) + len(target_set) - len(target_set.inputs),
-            len(chunks),
+            "%s (from %s) planned into %s (lower bound %d); estimated cost <= %.5f USD",
+            counted(len(target_set), "target"),
+            counted(
+                sum(len(v) for v in target_set.inputs.values()) + len(target_set) - len(target_set.inputs),
+                "distinct input string",
+            ),
+            counted(len(chunks), "request"),
             lower_bound(len(target_set), count_main_domains(target_set.targets)),
             len(chunks) * api.COST_PER_REQUEST_USD + len(target_set) * api.COST_PER_ITEM_USD,
         )
@@ -489,12 +492,12 @@ class BulkPagesSummaryOperator(BaseOperator):
         except (TypeError, ValueError, FileNotFoundError) as exc:
             raise AirflowFailException(f"Bad chunk_group: {exc}. Nothing was sent.") from exc
         self.log.info(
-            "Chunk group %s of %s (%s): %d targets in %d planned requests; estimated cost <= %.5f USD",
+            "Chunk group %s of %s (%s): %s in %s; estimated cost <= %.5f USD",
             info["group"],
             info["groups"],
             info["uri"] or "inline",
-            len(target_set),
-            len(chunks),
+            counted(len(target_set), "target"),
+            counted(len(chunks), "planned request"),
             len(chunks) * api.COST_PER_REQUEST_USD + len(target_set) * api.COST_PER_ITEM_USD,
         )
         return target_set, chunks
@@ -666,7 +669,7 @@ class BulkPagesSummaryOperator(BaseOperator):
             except BaseException:
                 done = sum(1 for outcome in stored.values() if not outcome.pending)
                 self.log.warning(
-                    "%d of %d chunks are finished (%d more partly) and kept in %s; the next try of this "
+                    "Chunks finished: %d of %d (%d more partly), kept in %s; the next try of this "
                     "task (an Airflow retry, or a clear after fixing the cause) fetches only what is missing",
                     done,
                     len(chunks),
@@ -689,7 +692,7 @@ class BulkPagesSummaryOperator(BaseOperator):
                 manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
             checkpoint.finish(manifest, rows_bytes)
             self._manifest = manifest
-            self.log.info("Wrote %d rows to %s", summary.items, rows_path)
+            self.log.info("Wrote %s to %s", counted(summary.items, "row"), rows_path)
             self._log_summary(summary, target_set, ledger)
             return manifest
         finally:
@@ -791,41 +794,41 @@ class BulkPagesSummaryOperator(BaseOperator):
             return [text for target in targets for text in target_set.inputs_of(target)]
 
         self.log.info(
-            "Done: %d requests, %d items, %d targets without data, %d unmatched items, cost %.5f USD",
-            summary.requests,
-            summary.items,
-            len(summary.missing_targets),
-            summary.unmatched_items,
+            "Done: %s, %s, %s, %s, cost %.5f USD",
+            counted(summary.requests, "request"),
+            counted(summary.items, "item"),
+            counted(len(summary.missing_targets), "target without data", "targets without data"),
+            counted(summary.unmatched_items, "unmatched item"),
             summary.cost_usd,
         )
         if ledger is not None:
             figures = ledger.summary()
             self.log.info(
-                "Spend of this task instance over %d tries: %.5f USD reported by replies, up to %.5f USD "
+                "Spend of this task instance over %s: %.5f USD reported by replies, up to %.5f USD "
                 "with the requests whose reply was never read (ledger %s)",
-                ledger.tries,
+                counted(ledger.tries, "try", "tries"),
                 figures["settled_usd"],
                 figures["upper_bound_usd"],
                 ledger.path,
             )
         if summary.rejected_targets:
             self.log.warning(
-                "The API refused %d targets (40501), isolated by group testing; no rows for them: %s",
-                len(summary.rejected_targets),
+                "The API refused %s (40501), isolated by group testing; no rows for them: %s",
+                counted(len(summary.rejected_targets), "target"),
                 ", ".join(named(summary.rejected_targets[:200])),
             )
         if summary.unresolved_targets:
             self.log.warning(
-                "%d targets of refused requests stay unresolved (isolation allowance or max_cost_usd "
+                "%s of refused requests unresolved (isolation allowance or max_cost_usd "
                 "spent); no rows for them, listed in the manifest's unresolved_targets: %s",
-                len(summary.unresolved_targets),
+                counted(len(summary.unresolved_targets), "target stays", "targets stay"),
                 ", ".join(summary.unresolved_targets[:200]),
             )
         if summary.missing_targets:
             shown = named(summary.missing_targets[:200])
             self.log.warning(
-                "No data for %d targets%s: %s",
-                len(summary.missing_targets),
+                "No data for %s%s: %s",
+                counted(len(summary.missing_targets), "target"),
                 " (first 200)" if len(summary.missing_targets) > 200 else "",
                 ", ".join(shown),
             )

@@ -39,6 +39,7 @@ from airflow_provider_dataforseo.planning import (
 from airflow_provider_dataforseo.sources import parse_roots
 from airflow_provider_dataforseo.targets import count_main_domains
 from airflow_provider_dataforseo.targets_io import is_literal, read_targets_streaming
+from airflow_provider_dataforseo.wording import counted
 
 __all__ = [
     "BulkPagesSummaryPlanOperator",
@@ -120,14 +121,13 @@ def plan_bulk_pages_summary(
     n_requests = sum(group.requests for group in groups)
     n_domains = count_main_domains(normalised.targets)
     log.info(
-        "%d targets (%d inputs, %d main domains) planned into %d requests (lower bound %d) in %d groups "
-        "(max %d); estimated cost <= %.5f USD; groups %s",
-        n_targets,
-        normalised.inputs,
-        n_domains,
-        n_requests,
+        "%s (%s, %s) planned into %s (lower bound %d) in %s (max %d); estimated cost <= %.5f USD; groups %s",
+        counted(n_targets, "target"),
+        counted(normalised.inputs, "input"),
+        counted(n_domains, "main domain"),
+        counted(n_requests, "request"),
         lower_bound(n_targets, n_domains),
-        len(groups),
+        counted(len(groups), "group"),
         limit,
         n_requests * api.COST_PER_REQUEST_USD + n_targets * api.COST_PER_ITEM_USD,
         path or "inline",

@@ -39,6 +39,7 @@ from airflow_provider_dataforseo.watch import (
     is_permanent,
     poll,
 )
+from airflow_provider_dataforseo.wording import counted
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -260,35 +261,41 @@ class BacklinksChangeSensor(BaseSensorOperator):
     def _log_result(self, result: PollResult) -> None:
         if result.without_data:
             self.log.info(
-                "No data this time for %d targets (their stored values are kept): %s",
-                len(result.without_data),
+                "No data this time for %s (their stored values are kept): %s",
+                counted(len(result.without_data), "target"),
                 ", ".join(result.without_data[:50]),
             )
         if result.first_seen:
             self.log.info(
-                "First values stored for %d new targets (no alert on first sight): %s",
-                len(result.first_seen),
+                "First values stored for %s (no alert on first sight): %s",
+                counted(len(result.first_seen), "new target"),
                 ", ".join(result.first_seen[:50]),
             )
         if result.dropped:
             self.log.info(
-                "Forgot %d targets no longer watched: %s", len(result.dropped), ", ".join(result.dropped[:50])
+                "Forgot %s no longer watched: %s",
+                counted(len(result.dropped), "target"),
+                ", ".join(result.dropped[:50]),
             )
         if result.status == BASELINE_STORED:
             self.log.info(
-                "No baseline yet: stored the values of %d targets (%d with data) at %s; %s",
-                result.targets,
+                "No baseline yet: stored the values of %s (%d with data) at %s; %s",
+                counted(result.targets, "target"),
                 result.targets_with_data,
                 result.baseline_uri,
                 "succeeding (succeed_on_first_run)" if self.succeed_on_first_run else "waiting for a change",
             )
         elif result.status == CHANGED:
             counts = count_changes(result.changes)
-            self.log.info("%d changes on %d targets:", counts["total"], counts["targets"])
+            self.log.info(
+                "%s on %s:", counted(counts["total"], "change"), counted(counts["targets"], "target")
+            )
             for change in result.changes[:LOGGED_CHANGES]:
                 self.log.info("  %s", change_line(change))
         else:
-            self.log.info("No change in %d targets; cost %.5f USD", result.targets, result.cost_usd)
+            self.log.info(
+                "No change in %s; cost %.5f USD", counted(result.targets, "target"), result.cost_usd
+            )
 
     # -- execution -------------------------------------------------------------------------------
 
@@ -354,7 +361,9 @@ class BacklinksChangeSensor(BaseSensorOperator):
         if isinstance(result, dict) and result.get("changes"):
             store = self._store(context)
             written = deliver(store, result["changes"])
-            self.log.info("Changes feed: %d lines appended under %s", written, feed_of(store).folder)
+            self.log.info(
+                "Changes feed: %s appended under %s", counted(written, "line"), feed_of(store).folder
+            )
             self._notify(context, result)
             acknowledge(store, result["changes"])
         return result

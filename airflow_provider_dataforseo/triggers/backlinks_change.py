@@ -24,6 +24,7 @@ from airflow_provider_dataforseo.watch import (
     is_permanent,
     poll,
 )
+from airflow_provider_dataforseo.wording import counted
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -284,17 +285,19 @@ class BacklinksChangeTrigger(BaseEventTrigger):
     def _log_result(self, result: PollResult) -> None:
         if result.status == BASELINE_STORED:
             self.log.info(
-                "Stored the first baseline (%d targets, %d with data) at %s",
-                result.targets,
+                "Stored the first baseline (%s, %d with data) at %s",
+                counted(result.targets, "target"),
                 result.targets_with_data,
                 result.baseline_uri,
             )
         elif result.status == CHANGED:
-            self.log.info("%d changes in %d targets", len(result.changes), result.targets)
+            self.log.info(
+                "%s in %s", counted(len(result.changes), "change"), counted(result.targets, "target")
+            )
         else:
             self.log.info(
-                "No change in %d targets (%d without data this time)",
-                result.targets,
+                "No change in %s (%d without data this time)",
+                counted(result.targets, "target"),
                 len(result.without_data),
             )
 
