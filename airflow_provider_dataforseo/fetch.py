@@ -370,7 +370,8 @@ class FetchRun:
                 spent_usd=budget.spent_usd,
                 reserved_usd=0.0,
                 needed_usd=estimate,
-                what=f"the plan of {len(todo)} requests for {to_send} targets "
+                what=f"the plan of {len(todo)} request{'' if len(todo) == 1 else 's'} for {to_send} "
+                f"target{'' if to_send == 1 else 's'} "
                 "(requests x 0.02 USD + targets x 0.00003 USD)",
             )
         budget.set_aside(estimate)

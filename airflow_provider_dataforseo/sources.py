@@ -115,6 +115,8 @@ _BOM = "\ufeff"
 _GZIP_MAGIC = b"\x1f\x8b"
 #: Bytes of a file charset-normalizer looks at when the file is not UTF-8.
 _DETECT_BYTES = 1 << 20
+#: Bytes of a file looked at for UTF-16 without a BOM.
+_UTF16_SNIFF_BYTES = 4096
 #: Lines a quoted CSV field may span before the quote is taken as a stray character.
 _MAX_QUOTED_LINES = 20
 _SNIFF_LINES = 50
@@ -874,35 +876,98 @@ def _bom_encoding(head: bytes) -> str | None:
     return None
 
 
-def detect_encoding(open_binary: Callable[[str], IO[bytes]], uri: str) -> str:
-    """The encoding of a file without a BOM that is not UTF-8.
+def utf16_without_bom(head: bytes) -> str | None:
+    """``"utf-16-le"`` / ``"utf-16-be"`` when ``head`` (a file's first bytes, no BOM) is UTF-16 of
+    mostly ASCII text: a NUL byte at (nearly) every odd position and (nearly) no even one is
+    little-endian, the reverse big-endian; else ``None``."""
+    pairs = len(head) // 2
+    if pairs < 2 or b"\x00" not in head:
+        return None
+    even = head[0 : pairs * 2 : 2].count(0)
+    odd = head[1 : pairs * 2 : 2].count(0)
+    for zeros, others, encoding in ((odd, even, "utf-16-le"), (even, odd, "utf-16-be")):
+        if zeros >= 0.6 * pairs and others <= 0.1 * pairs:
+            try:
+                codecs.getincrementaldecoder(encoding)().decode(head[: pairs * 2], final=False)
+            except UnicodeDecodeError:
+                return None
+            return encoding
+    return None
 
-    charset-normalizer looks at the first MiB. When what it finds is Latin script and Windows-1252
-    (Excel's "CSV" encoding in Western locales) decodes the bytes, Windows-1252 is chosen: on a few
-    lines the detector cannot tell Windows-1252 from its neighbours (``bücher.de`` alone reads as
-    cp1250 or cp775), and for the letters they share the result is the same. Otherwise its guess.
 
-    :raises TargetSourceError: when no encoding fits.
+#: Characters beyond ASCII that Western text holds besides letters (Windows-1252's punctuation).
+_WESTERN_MARKS: Final = frozenset("\u00a0\u20ac\u2018\u2019\u201c\u201d\u2013\u2014\u2022\u2026«»°·©®™§£¥¢¡¿")
+#: Controls a text file may hold: tab, line feed, form feed, carriage return.
+_TEXT_CONTROLS: Final = frozenset("\t\n\x0c\r")
+
+
+def plausible_western(text: str) -> bool:
+    """Whether ``text`` (bytes decoded as Windows-1252) reads as Western European text.
+
+    Implausible: a control character other than tab and line ends (C0, DEL; the C1 bytes
+    0x81 0x8D 0x8F 0x90 0x9D are undefined in Windows-1252 and fail to decode before this), a
+    character beyond ASCII that is neither a letter nor common punctuation (``³``, ``ƒ``, ``‰``:
+    what Central European or Cyrillic bytes become), three letters beyond ASCII in a row (a
+    Cyrillic word: ``ïðèâåò``), or more than 40 % of the letters beyond ASCII.
+    """
+    import unicodedata
+
+    letters = foreign = run = 0
+    for char in text:
+        if char < "\x80":
+            run = 0
+            if (char < " " and char not in _TEXT_CONTROLS) or char == "\x7f":
+                return False
+            letters += char.isalpha()
+            continue
+        if unicodedata.category(char).startswith("L"):
+            letters += 1
+            foreign += 1
+            run += 1
+            if run >= 3:
+                return False
+        elif char in _WESTERN_MARKS:
+            run = 0
+        else:
+            return False
+    return foreign <= 0.4 * letters
+
+
+#: A guess of charset-normalizer is used only at or below this "chaos" (share of odd characters).
+_CONFIDENT_CHAOS: Final = 0.1
+
+
+def detect_encoding(open_binary: Callable[[str], IO[bytes]], uri: str) -> tuple[str, str]:
+    """The encoding of a file without a BOM that is neither UTF-16 nor UTF-8, and how it was chosen.
+
+    Windows-1252 (what Excel writes for "CSV" in Western locales) whenever it decodes the first
+    MiB and the text is plausible (:func:`plausible_western`): on a few bytes no detector can tell
+    it from its neighbours (``https://example.com/\xe8`` reads as cp1006, ``a\xe7\xe3o`` as big5).
+    Otherwise charset-normalizer's guess, when it is confident (chaos <= 0.1).
+
+    :return: ``(encoding, how it was chosen)``, for the warning.
+    :raises TargetSourceError: when neither fits, asking for ``targets_encoding``.
     """
     import charset_normalizer
 
     with open_decompressed(open_binary, uri) as stream:
         sample = stream.read(_DETECT_BYTES)
+    try:
+        text = sample.decode("cp1252")
+    except UnicodeDecodeError:
+        text = ""
+    if text and plausible_western(text):
+        return "cp1252", "Windows-1252: it decodes the bytes as Western European text"
     best = charset_normalizer.from_bytes(sample).best()
-    latin = best is None or all("Latin" in a or a == "Control character" for a in best.alphabets)
-    if latin:
-        try:
-            sample.decode("cp1252")
-        except UnicodeDecodeError:
-            pass
-        else:
-            return "cp1252"
-    if best is None:
+    if best is None or best.chaos > _CONFIDENT_CHAOS:
         raise TargetSourceError(
-            f"{uri}: the file is not UTF-8 and its encoding could not be detected: set targets_encoding "
-            "(e.g. 'cp1252', 'utf-16', 'latin-1')"
+            f"{uri}: the file is not UTF-8 and its encoding could not be told"
+            f"{f' (a guess, {best.encoding}, is unsure)' if best is not None else ''}: set "
+            "targets_encoding to the file's encoding (e.g. 'cp1252', 'cp1250', 'utf-16', 'latin-1')"
         )
-    return str(best.encoding)
+    foreign = sum(byte >= 0x80 for byte in sample)
+    how = f"guessed by charset-normalizer from {foreign} non-ASCII byte{'' if foreign == 1 else 's'}"
+    return str(best.encoding), how + (", few to be sure of" if foreign < 20 else "")
 
 
 def _decoded_lines(
@@ -918,6 +983,12 @@ def _decoded_lines(
             try:
                 for line in text:
                     number += 1
+                    if "\x00" in line:
+                        raise TargetSourceError(
+                            f"{uri}: line {number} holds NUL characters when read as {chosen}: the file "
+                            "is in another encoding (UTF-16 or UTF-32 without a BOM?) or not text: set "
+                            "targets_encoding to the file's encoding (e.g. 'utf-16-le', 'utf-16-be')"
+                        )
                     yield line
             except UnicodeDecodeError as exc:
                 bad = _bad_line(open_binary, uri, chosen) or number + 1
@@ -979,11 +1050,26 @@ def iter_file_entries(
         yield from iter_target_table(_decoded_lines(open_binary, uri, encoding), name=uri, column=column)
         return
     with open_decompressed(open_binary, uri) as stream:
-        bom = _bom_encoding(stream.peek(4)[:4])
-        chosen = bom or ("utf-8" if _is_utf8(stream) else None)
+        head = stream.peek(_UTF16_SNIFF_BYTES)[:_UTF16_SNIFF_BYTES]
+        chosen = _bom_encoding(head[:4]) or utf16_without_bom(head)
+        if chosen is None and _is_utf8(stream):
+            chosen = "utf-8"
     if chosen is None:
-        chosen = detect_encoding(open_binary, uri)
-        log.warning("%s is not UTF-8: read as %s (set targets_encoding if that is wrong)", uri, chosen)
+        chosen, how = detect_encoding(open_binary, uri)
+        log.warning(
+            "%s is not UTF-8: read as %s (%s); if that is wrong, set targets_encoding to the file's "
+            "encoding (e.g. 'cp1250', 'cp1251', 'latin-1')",
+            uri,
+            chosen,
+            how,
+        )
+    elif chosen.startswith("utf-16-") and not _bom_encoding(head[:4]):
+        log.warning(
+            "%s has no BOM but NUL bytes at every other position: read as %s; if that is wrong, set "
+            "targets_encoding",
+            uri,
+            chosen,
+        )
     yield from iter_target_table(_decoded_lines(open_binary, uri, chosen), name=uri, column=column)
 
 
@@ -1043,11 +1129,11 @@ def iter_sitemap_entries(
     import defusedxml.ElementTree as safe_tree
     from defusedxml import DefusedXmlException
 
-    queue = [uri]
+    queue: list[tuple[str, str | None, int]] = [(uri, None, 0)]  # (sitemap, its index, entry)
     seen = {uri}
     urls = 0
     while queue:
-        current = queue.pop(0)
+        current, parent, entry = queue.pop(0)
         if len(files) >= max_files:
             raise TargetSourceError(
                 f"{uri}: the sitemap index names more than {max_files} sitemap files (limit "
@@ -1055,8 +1141,16 @@ def iter_sitemap_entries(
             )
         files.append(current)
         number = len(files) - 1
-        with open_decompressed(open_binary, current) as stream:
-            data = _read_limited(stream, SITEMAP_MAX_BYTES, current)
+        try:
+            with open_decompressed(open_binary, current) as stream:
+                data = _read_limited(stream, SITEMAP_MAX_BYTES, current)
+        except (TargetSourceError, OSError) as exc:
+            if parent is None:
+                raise
+            named = f"{exc} (named by entry {entry} of the sitemap index {parent})"
+            if isinstance(exc, TargetSourceError):
+                raise TargetSourceError(named) from None
+            raise type(exc)(named) from exc
         try:
             root = safe_tree.fromstring(data, forbid_dtd=True)
         except DefusedXmlException as exc:
@@ -1083,7 +1177,7 @@ def iter_sitemap_entries(
                 if text and text not in seen:
                     check_uri(text)
                     seen.add(text)
-                    queue.append(text)
+                    queue.append((text, current, position))
                 continue
             urls += 1
             if urls > max_urls:
