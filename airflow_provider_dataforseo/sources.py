@@ -101,6 +101,10 @@ _NUMERIC_RE = re.compile(r"[-+]?[\d.,\s']*\d[\d.,\s']*%?")
 _PLAUSIBLE_RE = re.compile(
     r"(?:https?://[^\s\"'<>]+|[\w-]+(?:\.[\w-]+)+\.?(?::\d+)?(?:/[^\s\"'<>]*)?)", re.IGNORECASE
 )
+#: A URL with a scheme written wrong (``http//``, ``https:/``, ``htp://``, ``https:example.com``).
+_BROKEN_URL_RE = re.compile(r"[a-z][a-z0-9+.-]{1,9}(?::[/\\]{0,3}|[/\\]{1,3})[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
+#: What separates the targets a line holds when they are written on one line by mistake.
+_RUN_SEPARATORS_RE = re.compile(r"[\s,;]+")
 _HEADER_KEY_RE = re.compile(r"[\s_\-]+")
 #: A single value that is a local path (``/data/targets.txt``, ``~/x.csv``, ``./x.txt``), not a target.
 _PATH_RE = re.compile(r"(?:/|~/|\./|\.\./)[^\n,]*")
@@ -174,6 +178,26 @@ def is_sitemap_uri(value: object) -> bool:
 def is_plausible_target(value: object) -> bool:
     """Whether ``value`` looks like a URL or a host name: only such values of a file are shown."""
     return isinstance(value, str) and _PLAUSIBLE_RE.fullmatch(value.strip()) is not None
+
+
+def is_attempted_target(value: object) -> bool:
+    """Whether ``value`` looks like a target someone meant to write, valid or not: a URL or a host
+    (:func:`is_plausible_target`), a URL with a broken scheme (``http//b.com``, ``https:/b.com``,
+    ``htp://b.com``), or several of those run together (``b.com c.com``).
+
+    Such a value is shown in errors (cut short), and a column holding one is a column of targets,
+    never ignored. Anything else (``root:x:0:0:...``, ``Title 1``, ``v1.2 release``) is plainly not
+    a target.
+    """
+    if not isinstance(value, str):
+        return False
+    text = value.strip()
+    if is_plausible_target(text) or _BROKEN_URL_RE.match(text) is not None:
+        return True
+    pieces = [piece for piece in _RUN_SEPARATORS_RE.split(text) if piece]
+    return len(pieces) > 1 and all(
+        is_plausible_target(piece) or _BROKEN_URL_RE.match(piece) is not None for piece in pieces
+    )
 
 
 def is_target(value: str) -> bool:
@@ -257,10 +281,19 @@ class TargetSource:
 
     def shown(self, value: object, reason: str) -> tuple[object, str]:
         """What an error may show of a bad entry: inline values cut short; a file's values only
-        when they look like a URL or a host (never other content), and then the reason too."""
+        when they look like an attempted target (:func:`is_attempted_target`; never other
+        content), and then the reason too, with a hint for targets run together."""
+        if isinstance(value, str) and reason == "whitespace inside":
+            pieces = value.split()
+            if len(pieces) > 1 and all(is_attempted_target(piece) for piece in pieces):
+                reason += (
+                    ": give each target as its own item"
+                    if self.kind == "list"
+                    else ": put one target per line, or separate them with commas"
+                )
         if self.kind in ("list", "text"):
             return (cut(value) if isinstance(value, str) else value), reason
-        if is_plausible_target(value):
+        if is_attempted_target(value):
             return cut(str(value)), reason
         length = len(value) if isinstance(value, str) else 0
         return NotShown(length), reason if "'" not in reason and '"' not in reason else "not a target"
@@ -569,7 +602,8 @@ class _Column:
         if self.targets and self.others:
             return  # mixed already: nothing more to learn
         target, numeric, reason = classify(cell)
-        if target:
+        if target or (not numeric and is_attempted_target(cell)):
+            # a bad target is still a target: its column is read and validation names the line
             self.targets += 1
             self.first_target = self.first_target or line
             self.numeric = False
