@@ -76,6 +76,36 @@ def test_fixture_yields_its_expected_targets(name: str) -> None:
         normalise_target(entry)
 
 
+ERROR_FIXTURES = sorted(
+    p.name for p in FIXTURES.iterdir() if p.is_file() and (FIXTURES / f"{p.name}.error").exists()
+)
+
+
+def open_fixture(uri: str) -> IO[bytes]:
+    """:func:`open_local`, a missing file refused as ``targets_io.open_target_uri`` refuses it."""
+    try:
+        return open_local(uri)
+    except FileNotFoundError:
+        raise TargetSourceError(f"targets names {uri}, which does not exist") from None
+
+
+@pytest.mark.parametrize("name", ERROR_FIXTURES)
+def test_fixture_fails_before_any_request_with_its_expected_error(name: str) -> None:
+    """``NAME.error``: fragments the error must hold, one a line (nothing is read as a target)."""
+    fragments = (FIXTURES / f"{name}.error").read_text(encoding="utf-8").splitlines()
+    source = open_source(
+        uri_of(FIXTURES / name),
+        open_binary=open_fixture,
+        roots=[uri_of(FIXTURES) + "/", EXAMPLE_ORIGIN],
+        trusted=False,
+    )
+    with pytest.raises((TargetSourceError, InvalidTargetsError)) as info:
+        _normalise(source)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+
+
 def test_the_fixture_folder_covers_every_export_of_the_issue() -> None:
     assert len(FIXTURE_FILES) >= 14
     for fragment in ("gsc", "ahrefs", "semrush", "screaming_frog", "majestic", "cp1252", "semicolon"):
