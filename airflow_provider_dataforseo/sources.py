@@ -554,19 +554,24 @@ def _sniff_delimiter(sample: Sequence[str]) -> str:
             verdict = verdicts[cell] = target or numeric or header_key(cell) in TARGET_COLUMN_NAMES
         return verdict
 
-    best, best_score = ",", None
+    best, best_score, best_cells = ",", None, 0
     for delimiter in (",", "\t", ";"):
         if delimiter != "," and not any(delimiter in line for line in sample):
             continue
-        score = 0.0
+        score, count = 0.0, 0
         for line in sample:
             pieces = _tokens(line, delimiter)
             cells = _url_aware(pieces) if delimiter == "," else [text for text, _ in pieces]
             kept = [cell.strip() for cell in cells if cell.strip()]
             if kept:
                 score += sum(map(clean, kept)) / len(kept)
-        if best_score is None or score > best_score + 1e-9:
-            best, best_score = delimiter, score
+                count += len(kept)
+        if (
+            best_score is None
+            or score > best_score + 1e-9
+            or (score > best_score - 1e-9 and count > best_cells)  # a tie: the finer split
+        ):
+            best, best_score, best_cells = delimiter, score, count
     return best
 
 
@@ -967,8 +972,12 @@ def plausible_western(text: str) -> bool:
     return foreign <= 0.4 * letters
 
 
-#: A guess of charset-normalizer is used only at or below this "chaos" (share of odd characters).
+#: A guess of charset-normalizer is used only at or below this "chaos" (share of odd characters),
+#: and when its language coherence is at least _SURE_COHERENCE or no other guess comes within
+#: _RIVAL_CHAOS of its chaos.
 _CONFIDENT_CHAOS: Final = 0.1
+_SURE_COHERENCE: Final = 0.2
+_RIVAL_CHAOS: Final = 0.05
 
 
 def detect_encoding(open_binary: Callable[[str], IO[bytes]], uri: str) -> tuple[str, str]:
@@ -977,7 +986,8 @@ def detect_encoding(open_binary: Callable[[str], IO[bytes]], uri: str) -> tuple[
     Windows-1252 (what Excel writes for "CSV" in Western locales) whenever it decodes the first
     MiB and the text is plausible (:func:`plausible_western`): on a few bytes no detector can tell
     it from its neighbours (``https://example.com/\xe8`` reads as cp1006, ``a\xe7\xe3o`` as big5).
-    Otherwise charset-normalizer's guess, when it is confident (chaos <= 0.1).
+    Otherwise charset-normalizer's guess, when it is confident: chaos <= 0.1, and a language
+    coherence >= 0.2 or no rival guess within 0.05 of its chaos.
 
     :return: ``(encoding, how it was chosen)``, for the warning.
     :raises TargetSourceError: when neither fits, asking for ``targets_encoding``.
@@ -992,12 +1002,15 @@ def detect_encoding(open_binary: Callable[[str], IO[bytes]], uri: str) -> tuple[
         text = ""
     if text and plausible_western(text):
         return "cp1252", "Windows-1252: it decodes the bytes as Western European text"
-    best = charset_normalizer.from_bytes(sample).best()
-    if best is None or best.chaos > _CONFIDENT_CHAOS:
+    matches = sorted(charset_normalizer.from_bytes(sample), key=lambda m: (m.chaos, -m.coherence))
+    best = matches[0] if matches else None
+    rivals = [m for m in matches[1:] if m.chaos <= (best.chaos if best else 0) + _RIVAL_CHAOS]
+    if best is None or best.chaos > _CONFIDENT_CHAOS or (best.coherence < _SURE_COHERENCE and rivals):
+        candidates = ", ".join(dict.fromkeys(str(m.encoding) for m in matches[:4]))
         raise TargetSourceError(
-            f"{uri}: the file is not UTF-8 and its encoding could not be told"
-            f"{f' (a guess, {best.encoding}, is unsure)' if best is not None else ''}: set "
-            "targets_encoding to the file's encoding (e.g. 'cp1252', 'cp1250', 'utf-16', 'latin-1')"
+            f"{uri}: the file is not UTF-8 nor Windows-1252 text, and its encoding cannot be told "
+            f"for sure{f' (it could be {candidates})' if candidates else ''}: set targets_encoding "
+            "to the file's encoding (e.g. 'cp1250', 'cp1251', 'shift_jis', 'utf-16')"
         )
     foreign = sum(byte >= 0x80 for byte in sample)
     how = f"guessed by charset-normalizer from {foreign} non-ASCII byte{'' if foreign == 1 else 's'}"
