@@ -14,13 +14,18 @@ What a ``targets`` value may be (:func:`open_source`):
   or gzip, in any encoding;
 - a sitemap (``.xml``, ``.xml.gz``) or a sitemap index, from object storage or ``http(s)://``.
 
-Files and text (:func:`iter_target_table`): the encoding comes from the BOM (UTF-8, UTF-16 LE/BE,
-UTF-32), else UTF-8, else charset-normalizer's guess, or ``encoding`` when given; the delimiter is
+Files and text (:func:`iter_target_table`): the encoding is ``encoding`` when given, else the
+BOM's (UTF-8, UTF-16 LE/BE, UTF-32), else UTF-16 without a BOM (:func:`utf16_without_bom`), else
+UTF-8, else Windows-1252 when the text is plausible (:func:`plausible_western`), else
+charset-normalizer's guess when it is confident (:func:`detect_encoding`); the delimiter is
 sniffed (tab, semicolon, comma); blank lines and lines starting with ``#`` are skipped but keep
 their place in the numbering (errors give the file's own 1-based line numbers). The first line is
 a header when one of its cells is a known column name (:data:`TARGET_COLUMN_NAMES`, case, spaces
 and ``_`` ignored), and that column is read; ``column`` (a header name, or a 0-based index) picks
-one. Without a header, a line that holds several cells is read as a table:
+one. Without a header, a line that holds several cells is read as a table only when the columns
+beside the targets are plainly not targets; a cell that looks like an attempted target
+(:func:`is_attempted_target`: ``http//b.com``, ``b.com c.com``) counts as a target, so it is read
+and refused naming its line, never dropped:
 
 - when every non-empty cell of every column is a target, every cell is one (``a.com, b.com``);
 - when exactly one column holds only targets and the others hold none (a rank, a click count),
