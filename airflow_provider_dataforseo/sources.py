@@ -107,7 +107,9 @@ _PLAUSIBLE_RE = re.compile(
     r"(?:https?://[^\s\"'<>]+|[\w-]+(?:\.[\w-]+)+\.?(?::\d+)?(?:/[^\s\"'<>]*)?)", re.IGNORECASE
 )
 #: A URL with a scheme written wrong (``http//``, ``https:/``, ``htp://``, ``https:example.com``).
-_BROKEN_URL_RE = re.compile(r"[a-z][a-z0-9+.-]{1,9}(?::[/\\]{0,3}|[/\\]{1,3})[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
+_BROKEN_URL_RE = re.compile(
+    r"[a-z][a-z0-9+.-]{1,9}(?::[/\\]{0,3}|[/\\]{1,3})[\w-]+(?:\.[\w-]+)+", re.IGNORECASE
+)
 #: What separates the targets a line holds when they are written on one line by mistake.
 _RUN_SEPARATORS_RE = re.compile(r"[\s,;]+")
 _HEADER_KEY_RE = re.compile(r"[\s_\-]+")

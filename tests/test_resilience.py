@@ -433,7 +433,9 @@ def test_cost_guard_refuses_to_start_above_the_estimate(emulator: Emulator, tmp_
     assert after["api_requests"] == before["api_requests"]  # nothing was sent
 
 
-def test_cost_guard_names_one_request_for_one_target_in_the_singular(emulator: Emulator, tmp_path: Path) -> None:
+def test_cost_guard_names_one_request_for_one_target_in_the_singular(
+    emulator: Emulator, tmp_path: Path
+) -> None:
     with pytest.raises(AirflowFailException, match=r"^Cost guard: the plan of 1 request for 1 target \("):
         run(emulator, tmp_path, targets=["example.com"], max_cost_usd=0.00001)
 
