@@ -23,8 +23,20 @@ older data.
 
 Once every chunk is finished, :meth:`Checkpoint.merge` writes the rows file from the parts in plan
 order (so it holds every row exactly once, in the same order as a clean run), and
-:meth:`Checkpoint.clear` removes the folder. Object stores cannot append, which is why rows go to
-one object per chunk and are merged at the end rather than appended to the rows file.
+:meth:`Checkpoint.finish` writes the completion marker ``done.json`` (the owner, the manifest and
+the rows file's size) and only then removes the parts and records. A later try of the same task
+instance (a retry after a worker died once the work was done, or a clear) finds the marker and
+returns the manifest without a request. What stays beside a finished rows file is the folder with
+``done.json``, ``run.json`` and the spend ledger ``ledger.json`` (a few hundred bytes); it is
+removed when another run takes the path over (:meth:`Checkpoint.load`) or with the rows file.
+Object stores cannot append, which is why rows go to one object per chunk and are merged at the
+end rather than appended to the rows file.
+
+One writer per path: :class:`WriterLock` is ``lock.json`` in the same folder, created with an
+exclusive create (``O_EXCL`` on a local disk; ``If-None-Match: *`` on S3 through s3fs) by every try
+before its first request and removed when the try ends. A writer of another task instance that
+finds it refuses at once (:class:`PathInUseError` naming the owner); a later try of the same task
+instance takes it over (the earlier try died holding it).
 """
 
 from __future__ import annotations
@@ -33,13 +45,18 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import shutil
+import socket
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
 
 from airflow_provider_dataforseo.fetch import ChunkOutcome, Row
+from airflow_provider_dataforseo.ledger import LEDGER_FILE_NAME, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +64,10 @@ log = logging.getLogger(__name__)
 CHECKPOINT_SUFFIX: Final = ".checkpoint"
 #: The file in the checkpoint folder naming the run that may resume from it.
 RUN_FILE_NAME: Final = "run.json"
+#: The completion marker in the checkpoint folder (see :meth:`Checkpoint.finish`).
+DONE_FILE_NAME: Final = "done.json"
+#: The writer's lock in the checkpoint folder (see :class:`WriterLock`).
+LOCK_FILE_NAME: Final = "lock.json"
 #: Version of the record format; records of another version are ignored.
 FORMAT_VERSION: Final = 1
 _COPY_BUFFER_BYTES: Final = 1 << 20
@@ -68,6 +89,12 @@ def chunk_digest(chunk: Sequence[str], options: Mapping[str, Any]) -> str:
     """
     text = json.dumps({"targets": list(chunk), "options": dict(options)}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def plan_digest(chunks: Sequence[Sequence[str]], options: Mapping[str, Any]) -> str:
+    """The key of a whole plan: SHA-256 of its chunks' :func:`chunk_digest` in order, 32 hex digits."""
+    digests = " ".join(chunk_digest(chunk, options) for chunk in chunks)
+    return hashlib.sha256(digests.encode("ascii")).hexdigest()[:32]
 
 
 _ENCODER: Final = msgspec.json.Encoder()
@@ -186,6 +213,8 @@ class Checkpoint:
         self.directory = rows_path.parent / f"{rows_path.name}{CHECKPOINT_SUFFIX}"
         self.chunks = [list(chunk) for chunk in chunks]
         self.digests = [chunk_digest(chunk, options) for chunk in self.chunks]
+        #: Key of the whole plan (every chunk, in order): a completion marker is only for it.
+        self.plan_digest = plan_digest(self.chunks, options)
         self.run = run
         self._run_written = False
         self._stored_rows: set[int] = set()  # interrupted chunks whose stored rows a save adds to
@@ -215,10 +244,11 @@ class Checkpoint:
         fetched again.
         """
         if not self.directory.exists():
+            self._claim()
             return {}
         if self.run is not None:
             stored_run = self._stored_run()
-            if stored_run != self.run:
+            if stored_run != self.run and (stored_run is not None or self._has_chunk_files()):
                 log.warning(
                     "The checkpoint beside %s was written by another run (%s; this is %s): ignored and "
                     "removed, every chunk is fetched. Put {{ run_id }} in output_path to keep runs apart.",
@@ -227,8 +257,9 @@ class Checkpoint:
                     self.run,
                 )
                 self.clear()
+                self._claim()
                 return {}
-            self._run_written = True
+            self._claim()
         finished: dict[int, ChunkOutcome] = {}
         for index, chunk in enumerate(self.chunks):
             record_path = self._record(index)
@@ -259,9 +290,7 @@ class Checkpoint:
         :param outcome: the chunk's outcome with its rows.
         """
         self.directory.mkdir(parents=True, exist_ok=True)
-        if self.run is not None and not self._run_written:
-            self._run_file().write_text(json.dumps({"run": self.run}), encoding="utf-8")
-            self._run_written = True
+        self._claim()
         rows = list(outcome.rows)
         if outcome.index in self._stored_rows:
             with self._part(outcome.index).open("rb") as handle:
@@ -269,10 +298,9 @@ class Checkpoint:
             position = {target: i for i, target in enumerate(self.chunks[outcome.index])}
             rows.sort(key=lambda row: position.get(row.get("target") or "", len(position)))
         data = encode_rows(rows)
-        with self._part(outcome.index).open("wb") as handle:
-            handle.write(data)
+        write_atomically(self._part(outcome.index), data)
         record = record_for(outcome, self.digests[outcome.index], len(data))
-        self._record(outcome.index).write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+        write_atomically(self._record(outcome.index), json.dumps(record, ensure_ascii=False))
         if outcome.pending:
             self._stored_rows.add(outcome.index)
         else:
@@ -294,14 +322,246 @@ class Checkpoint:
                     written += part.tell()
         return written
 
+    def _claim(self) -> None:
+        """Write ``run.json`` naming this run (no run given: nothing to write)."""
+        if self.run is None or self._run_written:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if self._stored_run() != self.run:
+            write_atomically(self._run_file(), json.dumps({"run": self.run}))
+        self._run_written = True
+
+    def _has_chunk_files(self) -> bool:
+        return any(child.name not in (LOCK_FILE_NAME, RUN_FILE_NAME) for child in self.directory.iterdir())
+
+    def finished(self) -> dict[str, Any] | None:
+        """The manifest of this run's finished work, or ``None`` when there is none to return.
+
+        It is returned when ``done.json`` exists, names this checkpoint's run (or no run is
+        given) and plan (the same chunks and options), and the rows file still has the size the
+        marker recorded.
+        """
+        try:
+            marker = json.loads((self.directory / DONE_FILE_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(marker, dict) or not isinstance(marker.get("manifest"), dict):
+            return None
+        if self.run is not None and marker.get("run") != self.run:
+            return None
+        if marker.get("plan") != self.plan_digest:
+            log.info("The work finished beside %s was for another plan: it is done again", self.rows_path)
+            return None
+        try:
+            size = self.rows_path.stat().st_size
+        except OSError:
+            return None
+        if size != marker.get("rows_bytes"):
+            log.warning(
+                "The completion marker beside %s records %s bytes, the file holds %d: the work is done again",
+                self.rows_path,
+                marker.get("rows_bytes"),
+                size,
+            )
+            return None
+        return dict(marker["manifest"])
+
+    def finish(self, manifest: Mapping[str, Any], rows_bytes: int) -> None:
+        """Write the completion marker, then remove the chunks' parts and records.
+
+        :param manifest: the run's manifest, returned as it is by :meth:`finished` later.
+        :param rows_bytes: the size of the merged rows file.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        marker = {
+            "version": FORMAT_VERSION,
+            "plan": self.plan_digest,
+            "run": self.run,
+            "rows_bytes": rows_bytes,
+            "manifest": dict(manifest),
+        }
+        write_atomically(self.directory / DONE_FILE_NAME, json.dumps(marker, ensure_ascii=False))
+        keep = {DONE_FILE_NAME, RUN_FILE_NAME, LOCK_FILE_NAME, LEDGER_FILE_NAME}
+        for child in list(self.directory.iterdir()):
+            if child.name not in keep:
+                with contextlib.suppress(FileNotFoundError):
+                    child.unlink()
+
     def clear(self) -> None:
-        """Remove the checkpoint folder and everything in it (missing folder: nothing to do)."""
+        """Remove the checkpoint folder and everything in it but the writer's lock.
+
+        A missing folder is nothing to do; a folder holding a lock stays.
+        """
         if not self.directory.exists():
             return
+        locked = False
         for child in list(self.directory.iterdir()):
+            if child.name == LOCK_FILE_NAME:
+                locked = True
+                continue
             with contextlib.suppress(FileNotFoundError):
                 child.unlink()
+        self._run_written = False
+        if locked:
+            return
         try:
             self.directory.rmdir()
         except OSError:  # object stores have no real folders: nothing is left once objects are gone
             log.debug("Checkpoint folder %s not removed", self.directory)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The task instance (and try) that writes a rows file.
+
+    :ivar dag_id: the DAG.
+    :ivar run_id: the DAG run.
+    :ivar task_id: the task.
+    :ivar map_index: the mapped task's index (``-1`` or ``None`` when not mapped).
+    :ivar try_number: the try (``None`` when unknown).
+    """
+
+    dag_id: str | None
+    run_id: str | None
+    task_id: str | None
+    map_index: int | None
+    try_number: int | None = None
+
+    @property
+    def key(self) -> str:
+        """``"<dag_id>/<task_id>/<run_id>/<map_index>"``: the same for every try of a task instance."""
+        return f"{self.dag_id}/{self.task_id}/{self.run_id}/{self.map_index}"
+
+    def describe(self) -> str:
+        """The owner in words, e.g. ``dag 'd', run 'manual__...', task 'fetch', map index 3, try 2``."""
+        text = f"dag {self.dag_id!r}, run {self.run_id!r}, task {self.task_id!r}, map index {self.map_index}"
+        return text if self.try_number is None else f"{text}, try {self.try_number}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dag_id": self.dag_id,
+            "run_id": self.run_id,
+            "task_id": self.task_id,
+            "map_index": self.map_index,
+            "try_number": self.try_number,
+        }
+
+    @classmethod
+    def from_json(cls, value: object) -> Owner | None:
+        """The owner a lock names, or ``None`` when it is not one."""
+        if not isinstance(value, Mapping):
+            return None
+        names = ("dag_id", "run_id", "task_id")
+        if not all(value.get(n) is None or isinstance(value.get(n), str) for n in names):
+            return None
+        map_index, try_number = value.get("map_index"), value.get("try_number")
+        if not all(
+            v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in (map_index, try_number)
+        ):
+            return None
+        return cls(value.get("dag_id"), value.get("run_id"), value.get("task_id"), map_index, try_number)
+
+
+class PathInUseError(RuntimeError):
+    """Another task instance is writing the same rows file: this one refuses before any request.
+
+    :param rows_path: the rows file.
+    :param holder: who holds the lock (``None`` when the lock cannot be read).
+    :param lock_path: the lock file, to delete by hand if its owner is known to be dead.
+    :param detail: where and since when it was taken, as the lock says.
+    """
+
+    def __init__(self, rows_path: object, holder: Owner | None, lock_path: object, detail: str = "") -> None:
+        self.holder = holder
+        who = holder.describe() if holder is not None else "an unreadable lock"
+        super().__init__(
+            f"{rows_path} is being written by {who}{detail}: two writers would mix or delete each other's "
+            "rows. Give each run its own path (put {{ run_id }} in output_path), or wait for that task to "
+            f"end. If it is known to be dead (its worker is gone and it will not be retried), delete "
+            f"{lock_path}. Nothing was sent."
+        )
+
+
+class WriterLock:
+    """``lock.json`` in a checkpoint folder: at most one task instance writes a rows file at a time.
+
+    :param directory: the checkpoint folder (created if needed).
+    :param owner: the task instance and try that wants to write.
+    :param rows_path: the rows file, for messages.
+    """
+
+    def __init__(self, directory: StoragePath, owner: Owner, rows_path: object) -> None:
+        self.directory = directory
+        self.path = directory / LOCK_FILE_NAME
+        self.owner = owner
+        self.rows_path = rows_path
+        self._held = False
+
+    def _content(self) -> bytes:
+        body = {
+            **self.owner.to_json(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "since": time.time(),
+        }
+        return json.dumps(body).encode("utf-8")
+
+    def _holder(self) -> tuple[Owner | None, str]:
+        try:
+            body = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError):
+            return None, ""
+        holder = Owner.from_json(body)
+        detail = ""
+        if isinstance(body, dict) and isinstance(body.get("since"), (int, float)):
+            since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(body["since"]))
+            detail = f" (on host {body.get('host')!r} since {since})"
+        return holder, detail
+
+    def acquire(self) -> None:
+        """Take the lock, or take it over from an earlier try of the same task instance.
+
+        :raises PathInUseError: when another task instance holds it (nothing is changed).
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):  # a holder that releases between our create and our read: try again
+            try:
+                with self.path.open("xb") as handle:
+                    handle.write(self._content())
+                self._held = True
+                return
+            except FileExistsError:
+                pass
+            try:
+                holder, detail = self._holder()
+            except FileNotFoundError:
+                continue
+            if holder is None or holder.key != self.owner.key:
+                raise PathInUseError(self.rows_path, holder, self.path, detail)
+            log.warning(
+                "An earlier try (%s) of this task instance died holding %s%s: this try takes it over",
+                holder.try_number,
+                self.path,
+                detail,
+            )
+            write_atomically(self.path, self._content())
+            self._held = True
+            return
+        raise PathInUseError(self.rows_path, None, self.path)
+
+    def holds(self) -> bool:
+        """Whether the lock still names this try (a newer try of the task instance may have taken it)."""
+        try:
+            holder, _ = self._holder()
+        except FileNotFoundError:
+            return False
+        return holder == self.owner
+
+    def release(self) -> None:
+        """Remove the lock if it still names this try."""
+        if self._held and self.holds():
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+        self._held = False

@@ -366,13 +366,15 @@ def merge_manifests(
     :param uri: where the merged manifest is stored, if it is.
     :return: ``{"uri", "parts", "targets", "items", "requests", "cost_usd", "missing_targets",
         "unmatched_items", "rejected_targets", "unresolved_targets", "part_uris"}``: sums of the
-        counts, ``cost_usd`` in USD rounded to 1e-6, ``rejected_targets`` and
-        ``unresolved_targets`` the parts' lists joined in order, ``parts`` the
-        number of manifests, ``part_uris`` their ``uri`` in order.
+        counts, ``cost_usd`` in USD rounded to 1e-6 (and ``cost_upper_bound_usd``, the sum of the
+        parts' bounds, a part without one counting its ``cost_usd``, when any part has one),
+        ``rejected_targets`` and ``unresolved_targets`` the parts' lists joined in order, ``parts``
+        the number of manifests, ``part_uris`` their ``uri`` in order.
     :raises ValueError: when a manifest is missing or lacks a count.
     """
     totals = dict.fromkeys(_MANIFEST_COUNTS, 0)
-    cost = 0.0
+    cost = upper = 0.0
+    with_bound = False
     rejected: list[str] = []
     unresolved: list[str] = []
     part_uris: list[str | None] = []
@@ -388,6 +390,11 @@ def merge_manifests(
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"manifest {number} has no number 'cost_usd': {value!r}")
         cost += float(value)
+        bound = manifest.get("cost_upper_bound_usd", value)
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)):
+            raise ValueError(f"manifest {number} has no number 'cost_upper_bound_usd': {bound!r}")
+        with_bound = with_bound or "cost_upper_bound_usd" in manifest
+        upper += float(bound)
         listed = manifest.get("rejected_targets", [])
         if not isinstance(listed, list):
             raise ValueError(f"manifest {number} has no list 'rejected_targets': {listed!r}")
@@ -397,7 +404,7 @@ def merge_manifests(
             raise ValueError(f"manifest {number} has no list 'unresolved_targets': {unsettled!r}")
         unresolved.extend(unsettled)
         part_uris.append(manifest.get("uri"))
-    return {
+    merged: dict[str, Any] = {
         "uri": uri,
         "parts": len(part_uris),
         **totals,
@@ -406,3 +413,6 @@ def merge_manifests(
         "unresolved_targets": unresolved,
         "part_uris": part_uris,
     }
+    if with_bound:
+        merged["cost_upper_bound_usd"] = round(upper, 6)
+    return merged

@@ -448,6 +448,15 @@ def _cores(pin: bool) -> tuple[int | None, int | None]:
     return allowed[0], allowed[1]
 
 
+#: Frames that put a sample inside the measured run: the runner, or a worker thread (the fetch's
+#: DaemonPool, or bare's ThreadPoolExecutor).
+_RUN_MARKERS = (
+    *(f"_run_{method} (" for method in METHODS),
+    "_worker (concurrent/futures/thread.py",
+    "_work (airflow_provider_dataforseo/workers.py",
+)
+
+
 def profile_top(path: Path, limit: int = 15) -> str:
     """The top entries of a py-spy ``raw`` profile: per function, the share of samples it is on
     top of the stack (self) and anywhere on it (total), over the samples of every thread.
@@ -460,10 +469,7 @@ def profile_top(path: Path, limit: int = 15) -> str:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        if (
-            not any(f"_run_{method} (" in stack for method in METHODS)
-            and "_worker (concurrent/futures/thread.py" not in stack
-        ):
+        if not any(marker in stack for marker in _RUN_MARKERS):
             continue  # outside the measured run: imports, the dataset, counting rows
         frames = [
             frame.split(" (")[0] + " (" + frame.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] + ")"

@@ -52,6 +52,12 @@ MAX_ACTIVE_REQUESTS = 10
 #: Per-minute budget of one task: the account's budget (1800/min, below the API's 2000) shared by
 #: the POOL_SLOTS / MAX_ACTIVE_REQUESTS tasks the pool lets run at once.
 REQUESTS_PER_MINUTE = 1800 * MAX_ACTIVE_REQUESTS // POOL_SLOTS
+#: A worker that dies mid-fetch (SIGKILL, OOM, lost node) is found by the scheduler after
+#: ``[scheduler] task_instance_heartbeat_timeout`` (300 s by default); the retry then waits
+#: RETRY_DELAY, long enough for a task process orphaned by a killed Celery worker to finish the
+#: requests it already sent (one group: ``requests_per_group`` requests, seconds each).
+RETRIES = 3
+RETRY_DELAY = pendulum.duration(minutes=1)
 RUN_ROOT = "{{ params.output_root }}/{{ dag.dag_id }}/{{ run_id }}"
 
 
@@ -85,12 +91,22 @@ def build_targets(n: int, domains: list[str]) -> list[str]:
     catchup=False,
     max_active_runs=1,
     tags=["dataforseo", "example", "scale"],
+    # every task, not only the fetch: a task on a worker that dies fails the run without retries
+    default_args={"retries": RETRIES, "retry_delay": RETRY_DELAY},
     params={
-        "n_targets": Param(100_000, type="integer", minimum=20, maximum=1_000_000, title="Targets"),
+        "n_targets": Param(
+            100_000,
+            type="integer",
+            minimum=20,
+            maximum=1_000_000,
+            title="Number of targets to generate",
+            description="How many targets make_targets generates when no targets file is given.",
+        ),
+        # may stay empty: typed to allow null, so the UI form's Trigger button works with defaults
         "targets_uri": Param(
-            "",
-            type="string",
-            title="Targets file",
+            None,
+            type=["null", "string"],
+            title="Targets file (optional)",
             description="A text/CSV file of targets in object storage; empty: generate n_targets.",
         ),
         "output_root": Param(OUTPUT_ROOT, type="string", title="Output root"),
@@ -136,7 +152,6 @@ def example_dataforseo_at_scale() -> None:
         requests_per_minute=REQUESTS_PER_MINUTE,
         pool=POOL,
         pool_slots=MAX_ACTIVE_REQUESTS,
-        retries=2,
     ).expand(chunk_group=plan.output)
 
     @task
@@ -146,7 +161,9 @@ def example_dataforseo_at_scale() -> None:
         """One manifest for the run, stored beside the parts; its totals (no part list) to XCom."""
         assert params is not None and dag is not None  # injected by Airflow
         root = ObjectStoragePath(f"{params['output_root']}/{dag.dag_id}/{run_id}")
-        merged = merge_manifests(manifests, uri=str(root / "manifest.json"))
+        # one slice reads every mapped XCom at once; iterating the lazy sequence instead asks for
+        # one offset past the end and Airflow logs that 404 as an ERROR ("XCom not found")
+        merged = merge_manifests(manifests[:], uri=str(root / "manifest.json"))
         (root / "manifest.json").write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
         print(
             f"{merged['parts']} parts: {merged['items']} items for {merged['targets']} targets in "

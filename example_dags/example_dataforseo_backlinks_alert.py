@@ -4,12 +4,20 @@ Two DAGs:
 
 - ``example_dataforseo_backlinks_alert`` (daily): ``BacklinksChangeSensor`` checks a list of pages
   every hour (reschedule mode: no worker slot held between checks) against the values it saw
-  last, kept in object storage. When something changed, a downstream task formats the alert and
-  sends it with the SMTP provider's ``SmtpNotifier``. The first run only stores the baseline; a
-  day without change ends with the sensor skipped (``soft_fail``), not failed.
+  last for each page, kept in object storage. When something changed, a downstream task formats
+  the alert and sends it with the SMTP provider's ``SmtpNotifier``. The first run only stores the
+  baseline; a day without change ends with the sensor skipped (``soft_fail``), not failed. Editing
+  ``PAGES`` is safe: new pages start their baseline, removed ones are forgotten, the others keep
+  being compared. ``include_subdomains`` is a Param (trigger the DAG with
+  ``{"include_subdomains": false}`` to count only the pages' own host).
 - ``example_dataforseo_backlinks_asset_alert``: scheduled by an ``AssetWatcher`` whose
   ``BacklinksChangeTrigger`` polls in the triggerer; each change set becomes an asset event whose
-  ``extra["payload"]["changes"]`` the DAG emails.
+  ``extra["payload"]["changes"]`` the DAG emails (once per ``check_id``: after a triggerer restart
+  an event may come twice).
+
+Every change is also appended once to the changes feed beside the baseline
+(``backlinks_changes_<key>_<YYYY-MM>.jsonl``), which ``example_dataforseo_changes_feed_report``
+in ``example_dataforseo_asset_consumer.py`` reads.
 
 Cost against the real API: 1 request (0.02 USD) + 0.00003 USD per page per check, i.e. about
 0.02 x 24 = 0.5 USD a day for hourly checks of these pages.
@@ -30,7 +38,7 @@ from typing import Any
 
 import pendulum
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
-from airflow.sdk import Asset, AssetWatcher, dag, get_current_context, task
+from airflow.sdk import Asset, AssetWatcher, Param, dag, get_current_context, task
 
 from airflow_provider_dataforseo.changes import render_message
 from airflow_provider_dataforseo.sensors.backlinks_change import (
@@ -108,18 +116,24 @@ def email_alert(changes: list[dict[str, Any]], context: Any) -> dict[str, Any]:
     max_active_runs=1,
     tags=["dataforseo", "example", "alert"],
     doc_md=__doc__,
+    params={"include_subdomains": Param(True, type="boolean", description="count subdomains' backlinks")},
 )
 def example_dataforseo_backlinks_alert() -> None:
     watch = BacklinksChangeSensor(
         task_id="watch_backlinks",
         targets=PAGES,
         watch_fields=("lost_date", "broken_backlinks"),
+        include_subdomains="{{ params.include_subdomains }}",  # "False" is read as false
         # one folder per DAG: another DAG watching the same pages keeps its own baseline
         baseline_path=BASELINE_ROOT + "/{{ dag.dag_id }}/",
         mode="reschedule",
         poke_interval=POKE_SECONDS,
         timeout=TIMEOUT_SECONDS,
         soft_fail=True,
+        pool="dataforseo",  # its one request in flight counts against the fetches' pool
+        pool_slots=1,
+        retries=2,
+        retry_delay=pendulum.duration(minutes=5),
     )
 
     # the changes are in the sensor's XCom: a failed send is retried without checking again
@@ -143,6 +157,7 @@ BACKLINKS_CHANGES = Asset(
             trigger=BacklinksChangeTrigger(
                 targets=PAGES,
                 baseline_path=BASELINE_ROOT + "/asset-watcher/",
+                watch_id="dataforseo_backlinks_watcher",  # keys its baseline and changes feed
                 poke_interval=POKE_SECONDS,
             ),
         )
@@ -164,8 +179,13 @@ def example_dataforseo_backlinks_asset_alert() -> None:
         """Email the changes carried by the asset events that triggered this run."""
         context = get_current_context()
         changes: list[dict[str, Any]] = []
+        seen: set[str] = set()  # an event repeated after a triggerer restart has the same check_id
         for event in context["triggering_asset_events"][BACKLINKS_CHANGES]:
-            changes.extend((event.extra or {}).get("payload", {}).get("changes", []))
+            for change in (event.extra or {}).get("payload", {}).get("changes", []):
+                key = f"{change.get('check_id')}|{change['target']}|{change['field']}"
+                if key not in seen:
+                    seen.add(key)
+                    changes.append(change)
         if not changes:
             print("No changes in the triggering asset events")
             return {"to": ALERT_TO, "subject": None, "changes": 0}

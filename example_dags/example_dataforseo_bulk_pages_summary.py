@@ -6,6 +6,13 @@ against the emulator (see the README's first command), or against the real API b
 ``dataforseo_default`` connection at your account: about 20 requests x 0.02 USD + 4,000 items x
 0.00003 USD = 0.52 USD per run.
 
+The fetch runs in the Airflow pool ``dataforseo`` (10 of its slots, one per request in flight),
+shared with the other DataForSEO examples so that all of them together stay under the API's 30
+simultaneous requests. Create it once before the first scheduled run (``airflow dags test`` does not
+need it)::
+
+    airflow pools set dataforseo 30 "DataForSEO: requests in flight across all workers"
+
 Set ``DATAFORSEO_OUTPUT_ROOT`` to choose where output goes (default ``file:///tmp/dataforseo``; an
 ``s3://conn_id@bucket/prefix`` URI works with the amazon provider installed).
 """
@@ -26,6 +33,11 @@ TARGETS_URI = (Path(__file__).resolve().parent / "data" / "top_sites_targets.txt
 OUTPUT_ROOT = os.environ.get("DATAFORSEO_OUTPUT_ROOT", "file:///tmp/dataforseo").rstrip("/")
 #: Updated by every successful fetch; example_dataforseo_asset_consumer is scheduled on it.
 BACKLINKS_ASSET = Asset(name="dataforseo_bulk_pages_summary")
+#: A worker that dies mid-task (SIGKILL, OOM, lost node) is found by the scheduler after
+#: ``[scheduler] task_instance_heartbeat_timeout`` (300 s by default); the retry then waits
+#: RETRY_DELAY more. The fetch's retry resumes from its checkpoint.
+RETRIES = 3
+RETRY_DELAY = pendulum.duration(minutes=1)
 
 
 @dag(
@@ -35,6 +47,8 @@ BACKLINKS_ASSET = Asset(name="dataforseo_bulk_pages_summary")
     catchup=False,
     max_active_runs=1,
     tags=["dataforseo", "example"],
+    # every task, not only the fetch: a task on a worker that dies fails the run without retries
+    default_args={"retries": RETRIES, "retry_delay": RETRY_DELAY},
     params={
         "targets": Param(
             TARGETS_URI,
@@ -70,7 +84,10 @@ def example_dataforseo_bulk_pages_summary() -> None:
         # [dataforseo] allowed_target_roots): a run cannot read other files of the worker
         allowed_target_roots=[TARGETS_URI.rsplit("/", 1)[0] + "/"],
         max_active_requests=10,
-        retries=2,
+        # the pool every DataForSEO task shares: 30 slots = the API's simultaneous limit; one slot
+        # per request in flight (create it once: airflow pools set dataforseo 30 "DataForSEO")
+        pool="dataforseo",
+        pool_slots=10,
     )
 
     @task

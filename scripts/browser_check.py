@@ -13,6 +13,9 @@ Debian's headless Chromium with Selenium and chromedriver (``/usr/bin/chromium``
 2. The example DAG's Trigger form: asserts the params (Targets, Include subdomains, Output root)
    with their descriptions; types custom targets, switches subdomains off, triggers, and checks
    through the REST API that the run was created with that ``conf``.
+3. The at-scale DAG's Trigger form: its params are shown under unambiguous titles, the Trigger
+   button is enabled with the defaults (the optional targets file left empty), and the run it
+   creates carries the defaults.
 
 Screenshots and the api-server log go to ``--out`` (default ``.browser-check/``, git-ignored).
 Run it with ``scripts/browser_check.sh``, which installs what it needs first. Exit code 0 when every
@@ -327,6 +330,42 @@ def check_trigger_form(driver: WebDriver, api: str, out: Path, checks: Checks) -
     )
 
 
+AT_SCALE_DAG_ID = "example_dataforseo_at_scale"
+
+
+def check_at_scale_trigger_form(driver: WebDriver, api: str, out: Path, checks: Checks) -> None:
+    """The at-scale DAG triggers with its defaults: its optional targets file does not hold the
+    Trigger button back (issue 14), and its count of targets is not titled "Targets"."""
+    print(f"Trigger form of {AT_SCALE_DAG_ID}")
+    driver.get(f"{api}/dags/{AT_SCALE_DAG_ID}")
+    click(driver, "//button[normalize-space(.)='Trigger']")
+    dialog = wait_for(driver, "//*[@role='dialog'][.//h2[contains(., 'Trigger Dag')]]")
+    wait_for(driver, ".//label[contains(., 'Number of targets to generate')]", dialog)
+    driver.save_screenshot(str(out / "at-scale-trigger-form.png"))
+    for label in ("Number of targets to generate", "Targets file (optional)", "Output root"):
+        checks.check(f"at-scale param '{label}' is shown", labelled_input(dialog, label) is not None)
+    checks.check("at-scale form has no param titled 'Targets'", labelled_input(dialog, "Targets") is None)
+    button = wait_for(driver, ".//button[normalize-space(.)='Trigger']", dialog)
+    checks.check(
+        "at-scale Trigger button enabled with the defaults",
+        button.get_attribute("disabled") is None,
+        button.get_attribute("disabled"),
+    )
+    click(driver, ".//button[normalize-space(.)='Trigger'][not(@disabled)]", dialog)
+
+    def runs() -> list[dict[str, Any]]:
+        reply = requests.get(f"{api}/api/v2/dags/{AT_SCALE_DAG_ID}/dagRuns", timeout=5).json()
+        return list(reply.get("dag_runs", []))
+
+    poll("triggered at-scale run", lambda: bool(runs()), timeout=30)
+    conf = runs()[-1].get("conf") or {}
+    checks.check(
+        "at-scale run triggered with the default params",
+        conf.get("targets_uri") is None and conf.get("n_targets", 100_000) == 100_000,
+        conf,
+    )
+
+
 def environment(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update(
@@ -369,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="browser-check-profile-") as profile:
             driver = browser(Path(profile))
             try:
-                for step in (check_connection_form, check_trigger_form):
+                for step in (check_connection_form, check_trigger_form, check_at_scale_trigger_form):
                     try:
                         step(driver, server.url, out, checks)
                     except Exception as exc:  # a step that cannot go on: record it, keep the rest

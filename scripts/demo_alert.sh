@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The alert, offline: the emulator (its clock at 2026-11-01) and a loopback SMTP server; a first run
 # of example_dataforseo_backlinks_alert stores the baseline; the emulator's clock moves a week on;
-# a second run finds the changed lost_date / broken_backlinks values and emails them. Prints the
-# changes and the email received. Everything under .demo/alert/.
+# a second run finds the changed lost_date / broken_backlinks values and emails them; a third run
+# the same day alerts nothing (each change is reported once). Prints the changes, the email
+# received and the changes feed (JSON Lines beside the baseline). Everything under .demo/alert/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -100,6 +101,29 @@ for part in message.walk():
     if part.get_content_type() == "text/html":
         body = part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8")
         for row in re.findall(r"<tr>(.*?)</tr>", body)[1:]:
-            page, field, old, new, kind, _delta = (html.unescape(c) for c in re.findall(r"<td>(.*?)</td>", row))
+            page, _given_as, field, old, new, kind, _delta = (
+                html.unescape(c) for c in re.findall(r"<td>(.*?)</td>", row)
+            )
             print(f"  {page}  {field}: {old} -> {new} ({kind})")
+PY
+
+echo
+echo "== Run 3, the same day: nothing new, nothing sent again"
+.venv/bin/airflow dags test example_dataforseo_backlinks_alert 2>&1 | tee "$DEMO/run3.log" \
+  | grep -Eo "No change in [0-9]+ targets|[0-9]+ changes on [0-9]+ targets|ERROR.*|Traceback.*" | awk '!seen[$0]++' || true
+[ "$(run_state "$DEMO/run3.log")" = "success" ] || { echo "Run 3 failed; see $DEMO/run3.log" >&2; exit 1; }
+
+echo
+echo "== The changes feed (every change once, beside the baseline)"
+.venv/bin/python - "$DEMO/baselines" "$DEMO/mailbox" <<'PY'
+import json, mailbox, pathlib, sys
+feeds = sorted(pathlib.Path(sys.argv[1]).rglob("backlinks_changes_*.jsonl"))
+if len(feeds) != 1:
+    sys.exit(f"expected 1 changes feed, found {[str(f) for f in feeds]}")
+records = [json.loads(line) for line in feeds[0].read_text().splitlines()]
+print(f"{feeds[0]}: {len(records)} lines")
+for record in records[:5]:
+    print("  " + json.dumps(record))
+if len(list(mailbox.Maildir(sys.argv[2], create=False))) != 1:
+    sys.exit("run 3 sent another email")
 PY

@@ -43,6 +43,7 @@ def test_every_kind_with_exact_values_and_deltas() -> None:
     assert evaluation.changes == [
         {
             "target": "https://a.com/",
+            "inputs": ["https://a.com/"],
             "url": "https://a.com/",
             "field": "lost_date",
             "old": None,
@@ -52,6 +53,7 @@ def test_every_kind_with_exact_values_and_deltas() -> None:
         },
         {
             "target": "https://a.com/",
+            "inputs": ["https://a.com/"],
             "url": "https://a.com/",
             "field": "broken_backlinks",
             "old": 3,
@@ -61,6 +63,7 @@ def test_every_kind_with_exact_values_and_deltas() -> None:
         },
         {
             "target": "https://b.com/",
+            "inputs": ["https://b.com/"],
             "url": "https://b.com/",
             "field": "lost_date",
             "old": "2026-10-01 10:00:00 +00:00",
@@ -70,6 +73,7 @@ def test_every_kind_with_exact_values_and_deltas() -> None:
         },
         {
             "target": "https://b.com/",
+            "inputs": ["https://b.com/"],
             "url": "https://b.com/",
             "field": "broken_backlinks",
             "old": 9,
@@ -79,6 +83,7 @@ def test_every_kind_with_exact_values_and_deltas() -> None:
         },
         {
             "target": "https://c.com/",
+            "inputs": ["https://c.com/"],
             "url": "https://c.com/",
             "field": "lost_date",
             "old": "2026-10-01 10:00:00 +00:00",
@@ -124,8 +129,9 @@ def test_dates_are_compared_as_utc_instants() -> None:
     assert evaluate(baseline, same, ("lost_date",)).changes == []
     later = {"x.com": entry("x.com", lost_date="2019-11-15 12:57:47 +00:00")}
     assert [c["kind"] for c in evaluate(baseline, later, ("lost_date",)).changes] == ["lost_date_changed"]
-    # an unparseable date is kept as text and compared as text
-    assert normalise_value("lost_date", "soon") == (True, "soon")
+    # an unparseable date is no data for the field, never a change
+    assert normalise_value("lost_date", "soon") == (False, None)
+    assert evaluate(baseline, {"x.com": entry("x.com", lost_date="soon")}, ("lost_date",)).changes == []
 
 
 def test_missing_targets_and_fields_are_no_data_never_lost() -> None:
@@ -207,7 +213,7 @@ def test_message_names_each_page_with_old_and_new_values() -> None:
         "- https://a.com/x  lost_date: none -> 2026-11-02 08:00:00 +00:00 (lost)",
         "- https://a.com/x  broken_backlinks: 3 -> 5 (+2, broken_backlinks_increased)",
     ]
-    assert "<td>https://a.com/x</td><td>broken_backlinks</td><td>3</td><td>5</td>" in message["html"]
+    assert "<td>https://a.com/x</td><td></td><td>broken_backlinks</td><td>3</td><td>5</td>" in message["html"]
     many = changes * 3
     assert render_message(many, max_lines=4)["text"].endswith("... and 2 more")
 
@@ -216,6 +222,7 @@ def test_html_is_escaped() -> None:
     changes = [
         {
             "target": "t",
+            "inputs": ["t"],
             "url": "https://a.com/?q=<b>",
             "field": "f",
             "old": 1,
@@ -242,3 +249,49 @@ def test_kinds_are_the_documented_ones() -> None:
         "broken_backlinks_decreased",
         "changed",
     )
+
+
+@pytest.mark.parametrize(
+    "spelled",
+    [
+        "2019-11-15 12:57:46 +00:00",
+        "2019-11-15 12:57:46.000 +00:00",
+        "2019-11-15 12:57:46 UTC",
+        "2019-11-15T12:57:46+00:00",
+        "2019-11-15T12:57:46Z",
+        "2019-11-15T12:57:46.000Z",
+        "2019-11-15 14:57:46 +02:00",
+        "2019-11-15 14:57:46 +0200",
+        " 2019-11-15 12:57:46 ",
+    ],
+)
+def test_every_spelling_of_a_date_is_the_same_instant(spelled: str) -> None:
+    assert normalise_value("lost_date", spelled) == (True, "2019-11-15 12:57:46 +00:00")
+    baseline = {"x.com": entry("x.com", lost_date="2019-11-15 12:57:46 +00:00")}
+    assert evaluate(baseline, {"x.com": entry("x.com", lost_date=spelled)}, ("lost_date",)).changes == []
+
+
+def test_empty_and_null_lost_date_both_mean_not_lost() -> None:
+    assert normalise_value("lost_date", "") == normalise_value("lost_date", None) == (True, None)
+    baseline = {"x.com": entry("x.com", lost_date=None)}
+    assert evaluate(baseline, {"x.com": entry("x.com", lost_date="")}, ("lost_date",)).changes == []
+    lost = evaluate(baseline, {"x.com": entry("x.com", lost_date="2026-11-02 08:00:00 UTC")}, ("lost_date",))
+    assert [(c["kind"], c["old"], c["new"]) for c in lost.changes] == [
+        ("lost", None, "2026-11-02 08:00:00 +00:00")
+    ]
+
+
+def test_counts_are_integers_and_no_number_is_no_data(caplog: pytest.LogCaptureFixture) -> None:
+    for spelled in (3, "3", " 3 ", 3.0, "3.0"):
+        assert normalise_value("broken_backlinks", spelled) == (True, 3)
+    baseline = {"x.com": entry("x.com", broken_backlinks=3)}
+    assert evaluate(baseline, {"x.com": entry("x.com", broken_backlinks="3")}, FIELDS).changes == []
+    with caplog.at_level("WARNING"):
+        for bad in ("n/a", "3.5", True, [3]):
+            assert normalise_value("broken_backlinks", bad) == (False, None)
+            assert evaluate(baseline, {"x.com": entry("x.com", broken_backlinks=bad)}, FIELDS).changes == []
+    assert "broken_backlinks 'n/a' is not a whole number" in caplog.text
+    more = evaluate(baseline, {"x.com": entry("x.com", broken_backlinks="5")}, FIELDS).changes
+    assert [(c["old"], c["new"], c["kind"], c["delta"]) for c in more] == [
+        (3, 5, "broken_backlinks_increased", 2)
+    ]

@@ -53,3 +53,8 @@ def test_emulator_answers_40209_over_the_simultaneous_limit() -> None:
         assert codes.count(api.OK) >= 3
         assert api.TOO_MANY_SIMULTANEOUS_REQUESTS in codes
         assert server.app.state.limits.peak_in_flight == 3
+        # the control API reports the same figures (the deployment test reads them there)
+        stats = requests.get(f"{server.url}/_emulator/stats", timeout=5).json()
+        assert stats["peak_in_flight"] == 3 and stats["in_flight"] == 0
+        assert stats["refused"] == {str(api.TOO_MANY_SIMULTANEOUS_REQUESTS): codes.count(40209)}
+        assert stats["paid_requests"] == codes.count(api.OK)

@@ -100,20 +100,24 @@ def test_object_storage_output_and_manifest_and_retry_overwrites(emulator: Any, 
     n_requests = len(plan_chunks(target_set.targets))
     known = [t for t in target_set.targets if summary_item(t) is not None]
     missing = [t for t in target_set.targets if summary_item(t) is None]
-    assert manifest == {
-        "uri": rows_file.as_uri(),
-        "targets": len(target_set),
-        "items": len(known),
-        "requests": n_requests,
-        "cost_usd": pytest.approx(n_requests * 0.02 + len(known) * 0.00003, abs=1e-6),
-        "missing_targets": len(target_set) - len(known),
-        "unmatched_items": 0,
-        "rejected_targets": [],
-        # the targets without data, as written (issue 11): the first 100 here, all in the file
-        "missing_target_list": missing[:100],
-        "missing_targets_uri": (out / "missing_targets.txt").as_uri() if len(missing) > 100 else None,
-        "unresolved_targets": [],
-    }
+    assert (
+        manifest
+        == {
+            "uri": rows_file.as_uri(),
+            "targets": len(target_set),
+            "items": len(known),
+            "requests": n_requests,
+            "cost_usd": pytest.approx(n_requests * 0.02 + len(known) * 0.00003, abs=1e-6),
+            "missing_targets": len(target_set) - len(known),
+            "unmatched_items": 0,
+            "rejected_targets": [],
+            "cost_upper_bound_usd": manifest["cost_usd"],  # every reply was read: the bound is the cost
+            # the targets without data, as written (issue 11): the first 100 here, all in the file
+            "missing_target_list": missing[:100],
+            "missing_targets_uri": (out / "missing_targets.txt").as_uri() if len(missing) > 100 else None,
+            "unresolved_targets": [],
+        }
+    )
     if len(missing) > 100:
         assert (out / "missing_targets.txt").read_text().splitlines() == missing
     assert n_requests == 15  # 1500 main domains -> 15 requests of <= 100 main domains

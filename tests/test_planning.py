@@ -446,3 +446,12 @@ def test_merge_manifests_refuses_a_missing_or_broken_part(bad: Any, message: str
 def test_target_main_domain_is_what_groups_respect() -> None:
     # a sanity check of the helper the invariants lean on
     assert target_main_domain("https://docs.example.co.uk/x") == "example.co.uk"
+
+
+def test_merge_manifests_adds_up_the_parts_upper_bounds_of_spend() -> None:
+    with_bound = {**_manifest(0, 1000, 970, 1, 30), "cost_upper_bound_usd": 0.1}
+    merged = merge_manifests([with_bound, _manifest(1, 1000, 970, 1, 30)])
+    assert merged["cost_upper_bound_usd"] == round(0.1 + _manifest(1, 1000, 970, 1, 30)["cost_usd"], 6)
+    assert "cost_upper_bound_usd" not in merge_manifests([_manifest(1, 1000, 970, 1, 30)])
+    with pytest.raises(ValueError, match="manifest 0 has no number 'cost_upper_bound_usd': None"):
+        merge_manifests([{**with_bound, "cost_upper_bound_usd": None}])

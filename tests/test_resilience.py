@@ -255,8 +255,12 @@ def _assert_no_duplicates(lines: list[str]) -> None:
 
 
 def _only_results(out: Path) -> None:
-    names = sorted(p.name for p in out.iterdir() if p.name != "missing_targets.txt")  # > 100 missing
-    assert names == ["bulk_pages_summary.jsonl", "manifest.json"]
+    names = ["bulk_pages_summary.jsonl", "bulk_pages_summary.jsonl.checkpoint", "manifest.json"]
+    # missing_targets.txt lists the targets without data when there are many (sources' feature)
+    assert sorted(p.name for p in out.iterdir() if p.name != "missing_targets.txt") == names
+    # the chunks are gone; the completion marker, the run's name and the spend ledger stay
+    marker = out / "bulk_pages_summary.jsonl.checkpoint"
+    assert sorted(p.name for p in marker.iterdir()) == ["done.json", "ledger.json", "run.json"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,7 +285,7 @@ def test_each_fault_kind_ends_with_exactly_the_rows_of_a_fault_free_run(
     assert injected >= 3
     assert result.lines == baseline.lines  # row by row, in the same order, none lost or doubled
     _same_manifest(result.manifest, baseline.manifest)
-    _only_results(tmp_path)  # the checkpoint is gone after success
+    _only_results(tmp_path)  # the chunks' parts are gone after success
     assert result.limiter.started == result.requests  # every attempt went through the limiter
     assert result.limiter.peak_in_flight <= 8
     if kind in UNCHARGED:
@@ -714,7 +718,7 @@ def test_checkpoint_resumes_only_for_the_run_that_wrote_it(tmp_path: Path) -> No
     assert sorted(Checkpoint(rows_path, SMALL, _options()).load()) == [1]  # no run given: any
     # another run writing to the same path starts afresh, and the stale parts are removed
     assert Checkpoint(rows_path, SMALL, _options(), run="dag/fetch/run-2/-1").load() == {}
-    assert not (tmp_path / "rows.jsonl.checkpoint").exists()
+    assert [p.name for p in (tmp_path / "rows.jsonl.checkpoint").iterdir()] == ["run.json"]  # now run-2's
 
 
 def test_a_later_run_to_the_same_output_path_never_reuses_an_earlier_runs_chunks(

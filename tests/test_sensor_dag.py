@@ -91,6 +91,7 @@ def expected_changes(targets: list[str], before: date, after: date) -> list[dict
             out.append(
                 {
                     "target": target,
+                    "inputs": [target],
                     "url": target,
                     "field": name,
                     "old": old,
@@ -111,13 +112,18 @@ def expected_values(targets: list[str], day: date) -> dict[str, Any]:
     return values
 
 
-def store_for(tmp_path: Path, targets: list[str]) -> BaselineStore:
+def store_for(tmp_path: Path, dag_id: str) -> BaselineStore:
+    """The baseline of the sensor ``watch`` of ``dag_id`` (its default ``watch_id``)."""
     return BaselineStore(
         ObjectStoragePath(tmp_path.as_uri() + "/baselines/"),
-        targets=normalise_targets(targets).targets,
-        watch_fields=FIELDS,
+        watch_id=f"{dag_id}.watch",
         include_subdomains=True,
     )
+
+
+def stored_values(store: BaselineStore) -> dict[str, Any] | None:
+    baseline = store.read()
+    return None if baseline is None else baseline.values
 
 
 def sensor_dag(dag_id: str, tmp_path: Path, targets: list[str], **sensor_kwargs: Any) -> DAG:
@@ -148,10 +154,21 @@ def state(run: Any, task_id: str = "watch") -> str:
     return str(ti_of(run, task_id).state)
 
 
+def without_ids(value: dict[str, Any]) -> dict[str, Any]:
+    """An XCom with each change's ``check_id``/``detected_at`` checked (one check) and removed."""
+    changes = value["changes"]
+    assert len({c["check_id"] for c in changes}) <= 1
+    assert all(c["detected_at"].endswith("+00:00") for c in changes)
+    return {
+        **value,
+        "changes": [{k: v for k, v in c.items() if k not in ("check_id", "detected_at")} for c in changes],
+    }
+
+
 def result(
     changes: list[dict[str, Any]], targets: list[str], store: BaselineStore, **extra: Any
 ) -> dict[str, Any]:
-    """The exact XCom the sensor returns."""
+    """The exact XCom the sensor returns (without the random ``check_id``s: see :func:`without_ids`)."""
     counts = dict.fromkeys(
         (
             "lost",
@@ -177,6 +194,8 @@ def result(
         "targets": len(target_set),
         "targets_with_data": with_data,
         "targets_without_data": len(target_set) - with_data,
+        "targets_first_seen": 0,
+        "targets_dropped": 0,
         "baseline_uri": store.uri,
         "requests": requests_made,
         "cost_usd": pytest.approx(requests_made * 0.02 + with_data * 0.00003, abs=1e-6),
@@ -187,13 +206,13 @@ def result(
 def test_poke_mode_baseline_then_waiting_then_the_exact_changes(
     watch_conn: EmulatorServer, tmp_path: Path
 ) -> None:
-    store = store_for(tmp_path, PAGES)
+    store = store_for(tmp_path, "watch_poke")
     dag = sensor_dag("watch_poke", tmp_path, PAGES)
 
     # first run: no baseline yet -> stores one and keeps waiting (timeout 0 + soft_fail ends the run)
     run = run_dag(dag)
     assert state(run) == "skipped"
-    assert store.read() == expected_values(PAGES, EPOCH)
+    assert stored_values(store) == expected_values(PAGES, EPOCH)
     stored = (tmp_path / "baselines" / store.path.name).read_bytes()
 
     # nothing changed: it keeps poking (several pokes within the timeout) and stores nothing
@@ -209,8 +228,8 @@ def test_poke_mode_baseline_then_waiting_then_the_exact_changes(
     assert {c["kind"] for c in changes} >= {"lost", "broken_backlinks_increased"}
     run = run_dag(dag)
     assert state(run) == "success"
-    assert CAPTURED["watch_poke"] == result(changes, PAGES, store)
-    assert store.read() == expected_values(PAGES, LATER)
+    assert without_ids(CAPTURED["watch_poke"]) == result(changes, PAGES, store)
+    assert stored_values(store) == expected_values(PAGES, LATER)
 
     # the same change set is reported once: the next run waits again
     run = run_dag(dag)
@@ -218,17 +237,17 @@ def test_poke_mode_baseline_then_waiting_then_the_exact_changes(
 
 
 def test_succeed_on_first_run_returns_no_changes(tmp_path: Path) -> None:
-    store = store_for(tmp_path, PAGES)
+    store = store_for(tmp_path, "watch_first")
     run = run_dag(sensor_dag("watch_first", tmp_path, PAGES, succeed_on_first_run=True))
     assert state(run) == "success"
     assert CAPTURED["watch_first"] == {**result([], PAGES, store), "status": "baseline_stored"}
-    assert store.read() == expected_values(PAGES, EPOCH)
+    assert stored_values(store) == expected_values(PAGES, EPOCH)
 
 
 def test_reschedule_mode_keeps_the_baseline_across_reschedules(
     watch_conn: EmulatorServer, tmp_path: Path
 ) -> None:
-    store = store_for(tmp_path, PAGES)
+    store = store_for(tmp_path, "watch_reschedule")
     with DAG("watch_reschedule", schedule=None, start_date=START, catchup=False) as dag:
         watch = BacklinksChangeSensor(
             task_id="watch",
@@ -257,26 +276,30 @@ def test_reschedule_mode_keeps_the_baseline_across_reschedules(
     run = run_dag(dag)
     assert state(run) == "success"
     assert ti_of(run).try_number == 1  # one try, several reschedules
-    assert CAPTURED["watch_reschedule"] == result(expected_changes(PAGES, EPOCH, LATER), PAGES, store)
-    assert store.read() == expected_values(PAGES, LATER)
+    assert without_ids(CAPTURED["watch_reschedule"]) == result(
+        expected_changes(PAGES, EPOCH, LATER), PAGES, store
+    )
+    assert stored_values(store) == expected_values(PAGES, LATER)
 
 
 def test_deferrable_mode_runs_the_checks_in_the_trigger(watch_conn: EmulatorServer, tmp_path: Path) -> None:
-    store = store_for(tmp_path, PAGES)
+    store = store_for(tmp_path, "watch_deferred")
     # first run: deferred at once; the trigger stores the baseline, then its deadline passes
     run = run_dag(sensor_dag("watch_deferred", tmp_path, PAGES, deferrable=True, timeout=0))
     assert state(run) == "skipped"
-    assert store.read() == expected_values(PAGES, EPOCH)
+    assert stored_values(store) == expected_values(PAGES, EPOCH)
 
     set_date(watch_conn, LATER)
     run = run_dag(sensor_dag("watch_deferred", tmp_path, PAGES, deferrable=True, timeout=120))
     assert state(run) == "success"
-    assert CAPTURED["watch_deferred"] == result(expected_changes(PAGES, EPOCH, LATER), PAGES, store)
-    assert store.read() == expected_values(PAGES, LATER)
+    assert without_ids(CAPTURED["watch_deferred"]) == result(
+        expected_changes(PAGES, EPOCH, LATER), PAGES, store
+    )
+    assert stored_values(store) == expected_values(PAGES, LATER)
 
 
 def test_a_partial_response_yields_no_false_lost(watch_conn: EmulatorServer, tmp_path: Path) -> None:
-    store = store_for(tmp_path, DOMAINS)
+    store = store_for(tmp_path, "watch_partial")
     chunks = plan_chunks(normalise_targets(DOMAINS).targets)
     assert len(chunks) == 2
     dag = sensor_dag("watch_partial", tmp_path, DOMAINS, max_active_requests=1)
@@ -290,14 +313,14 @@ def test_a_partial_response_yields_no_false_lost(watch_conn: EmulatorServer, tmp
     requests.post(f"{watch_conn.url}/_emulator/faults", json={"faults": [{"task_status": 20000}]}, timeout=5)
     run = run_dag(dag)
     assert state(run) == "success"
-    reply = CAPTURED["watch_partial"]
+    reply = without_ids(CAPTURED["watch_partial"])
     assert reply["changes"] == [c for c in everything if c["target"] not in first]
     assert not any(c["target"] in first for c in reply["changes"])
     with_data = sum(1 for t in chunks[1] if summary_item(t) is not None)
     assert reply["targets_with_data"] == with_data
     assert reply["targets_without_data"] == len(DOMAINS) - with_data
     # their stored values are kept, not overwritten by "nothing"
-    stored = store.read()
+    stored = stored_values(store)
     assert stored is not None
     old, new = expected_values(DOMAINS, EPOCH), expected_values(DOMAINS, LATER)
     assert {t: stored[t] for t in first if t in old} == {t: old[t] for t in first if t in old}
@@ -306,14 +329,16 @@ def test_a_partial_response_yields_no_false_lost(watch_conn: EmulatorServer, tmp
     # a complete reply later reports the first request's changes, and only those
     run = run_dag(dag)
     assert state(run) == "success"
-    assert CAPTURED["watch_partial"]["changes"] == [c for c in everything if c["target"] in first]
-    assert store.read() == new
+    assert without_ids(CAPTURED["watch_partial"])["changes"] == [
+        c for c in everything if c["target"] in first
+    ]
+    assert stored_values(store) == new
 
 
 def test_a_permanent_api_error_fails_with_the_api_message_and_stores_nothing(
     watch_conn: EmulatorServer, tmp_path: Path
 ) -> None:
-    store = store_for(tmp_path, PAGES)
+    store = store_for(tmp_path, "watch_error")
     assert state(run_dag(sensor_dag("watch_error", tmp_path, PAGES))) == "skipped"
     stored = (tmp_path / "baselines" / store.path.name).read_bytes()
     set_date(watch_conn, LATER)
@@ -343,7 +368,7 @@ def test_a_permanent_api_error_fails_with_the_api_message_and_stores_nothing(
 
 
 def test_a_transient_error_is_retried_by_the_hook(watch_conn: EmulatorServer, tmp_path: Path) -> None:
-    store = store_for(tmp_path, PAGES)
+    store = store_for(tmp_path, "adhoc")  # the sensor below has watch_id "adhoc.watch"
     store.write(expected_values(PAGES, EPOCH))
     set_date(watch_conn, LATER)
     requests.post(f"{watch_conn.url}/_emulator/faults", json={"faults": [{"task_status": 50301}]}, timeout=5)
@@ -354,10 +379,11 @@ def test_a_transient_error_is_retried_by_the_hook(watch_conn: EmulatorServer, tm
         baseline_path=tmp_path.as_uri() + "/baselines/",
         dataforseo_conn_id=CONN_ID,
         hook_params={"retry_wait_min": 0.01, "retry_wait_max": 0.02},
+        watch_id="adhoc.watch",
     )
     value = sensor.poke({})  # type: ignore[arg-type]
     assert api_requests(watch_conn) - before == 2
-    assert value and value.xcom_value["changes"] == expected_changes(PAGES, EPOCH, LATER)  # type: ignore[union-attr]
+    assert value and without_ids(value.xcom_value)["changes"] == expected_changes(PAGES, EPOCH, LATER)  # type: ignore[union-attr]
 
 
 def test_bad_input_fails_before_any_request(watch_conn: EmulatorServer, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from airflow_provider_dataforseo.sensors.backlinks_change import BacklinksChange
 from airflow_provider_dataforseo.sources import parse_target_file
 from airflow_provider_dataforseo.targets import normalise_targets
 from airflow_provider_dataforseo.triggers.backlinks_change import BacklinksChangeTrigger
+from airflow_provider_dataforseo.watch import feed_of
 from tests.conftest import REPO, conn_json
 
 if TYPE_CHECKING:
@@ -96,13 +97,15 @@ def make(tmp_path: Path, **kwargs: Any) -> BacklinksChangeTrigger:
     return BacklinksChangeTrigger(**options)
 
 
-def store_for(tmp_path: Path) -> BaselineStore:
+def store_for(tmp_path: Path, watch_id: str = "backlinks_watcher") -> BaselineStore:
     return BaselineStore(
-        ObjectStoragePath(tmp_path.as_uri() + "/baselines/"),
-        targets=normalise_targets(PAGES).targets,
-        watch_fields=FIELDS,
-        include_subdomains=True,
+        ObjectStoragePath(tmp_path.as_uri() + "/baselines/"), watch_id=watch_id, include_subdomains=True
     )
+
+
+def stored_values(store: BaselineStore) -> dict[str, Any] | None:
+    baseline = store.read()
+    return None if baseline is None else baseline.values
 
 
 # -- serialisation -------------------------------------------------------------------------------
@@ -112,7 +115,9 @@ def test_serialize_round_trip_is_plain_json(tmp_path: Path) -> None:
     trigger = make(
         tmp_path,
         watch_fields=["lost_date", "backlinks"],
-        include_subdomains=False,
+        include_subdomains="false",
+        rank_scale="one_hundred",
+        watch_id="my_dag.watch",
         commit_baseline=False,
         succeed_on_first_run=True,
         end_at="2026-12-01T00:00:00+00:00",
@@ -126,6 +131,8 @@ def test_serialize_round_trip_is_plain_json(tmp_path: Path) -> None:
         "baseline_path": tmp_path.as_uri() + "/baselines/",
         "watch_fields": ["lost_date", "backlinks"],
         "include_subdomains": False,
+        "rank_scale": "one_hundred",
+        "watch_id": "my_dag.watch",
         "dataforseo_conn_id": CONN_ID,
         "poke_interval": 0.02,
         "commit_baseline": False,
@@ -160,6 +167,12 @@ def test_it_is_an_asset_watcher_trigger(tmp_path: Path) -> None:
         ({"max_active_requests": 31}, "max_active_requests"),
         ({"end_at": "next week"}, "end_at must be an ISO 8601 time, got 'next week'"),
         ({"targets": [1, 2]}, "targets must be a list of strings"),
+        ({"include_subdomains": "sometimes"}, "include_subdomains must be true or false, got 'sometimes'"),
+        (
+            {"rank_scale": "one_million"},
+            "rank_scale must be one of one_thousand, one_hundred, got 'one_million'",
+        ),
+        ({"watch_id": " "}, "watch_id must be a non-empty string"),
     ],
 )
 def test_bad_arguments_are_named(tmp_path: Path, kwargs: dict[str, Any], message: str) -> None:
@@ -196,7 +209,7 @@ def test_checks_never_block_the_event_loop(tmp_path: Path, monkeypatch: pytest.M
 
     event = asyncio.run(scenario())
     assert event.payload["status"] == "baseline_stored"
-    assert store_for(tmp_path).read() is not None
+    assert stored_values(store_for(tmp_path)) is not None
 
 
 # -- AssetWatcher use: one event per change set -----------------------------------------------------
@@ -238,15 +251,23 @@ def test_the_event_trigger_fires_once_per_change_set(trigger_conn: EmulatorServe
     assert brief(payload2["changes"]) == expected_changes(day1, day2)
     assert payload1["counts"]["total"] == len(expected_changes(EPOCH, day1)) > 0
     assert json.loads(json.dumps(payload1)) == payload1  # goes into the asset event's extra as is
-    # the first set was stored when the trigger resumed after its event; the second was not, as
-    # the trigger was closed right after handing it over: at-least-once, it would fire again
-    stored = store.read()
-    assert stored is not None
-    assert {t: e["fields"] for t, e in stored.items()} == {
+    # each check stored its values at once (the next check never reports them again); the first
+    # set was acknowledged when the trigger resumed after its event, the second is still pending,
+    # as the trigger was closed right after handing it over: a restarted watcher reports it again
+    baseline = store.read()
+    assert baseline is not None
+    assert {t: e["fields"] for t, e in baseline.values.items()} == {
         t: {name: item[name] for name in FIELDS}
         for t in normalise_targets(PAGES).targets
-        if (item := summary_item(t, as_of=day1)) is not None
+        if (item := summary_item(t, as_of=day2)) is not None
     }
+    assert [batch["check_id"] for batch in baseline.pending] == [payload2["changes"][0]["check_id"]]
+    # the feed holds both sets, once each, appended before their events
+    feed = feed_of(store).read()
+    assert [(r["target"], r["field"], r["old"], r["new"]) for r in feed] == expected_changes(
+        EPOCH, day1
+    ) + expected_changes(day1, day2)
+    assert [r["check_id"] for r in feed] == [c["check_id"] for c in payload1["changes"] + payload2["changes"]]
 
 
 # -- sensor use: error, timeout and first-run events --------------------------------------------
@@ -269,12 +290,12 @@ def test_deferral_events_for_errors_and_deadline(trigger_conn: EmulatorServer, t
     assert event["status"] == "error"
     assert event["retryable"] is False
     assert event["message"].startswith("DataForSEO 40100: You are not authorized to access this resource.")
-    assert store_for(tmp_path).read() is None  # a failed check stores nothing
+    assert stored_values(store_for(tmp_path)) is None  # a failed check stores nothing
 
     past = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()
     event = first_event(make(tmp_path, commit_baseline=False, end_at=past))
     assert event == {"status": "timeout", "message": f"No change in the watched fields by {past}"}
-    assert store_for(tmp_path).read() is not None  # it checked once before giving up
+    assert stored_values(store_for(tmp_path)) is not None  # it checked once before giving up
 
     sensor = BacklinksChangeSensor(task_id="s", targets=PAGES, baseline_path=tmp_path.as_uri())
     with pytest.raises(AirflowFailException, match="40100"):
@@ -303,3 +324,76 @@ def test_watcher_form_retries_transient_errors_and_raises_permanent_ones(
     with pytest.raises(Exception, match="DataForSEO 40204"):
         asyncio.run(scenario())
     assert requests.get(f"{trigger_conn.url}/_emulator/stats", timeout=5).json()["faults_pending"] == 0
+
+
+# -- transient storage faults: retryable when deferred, the watch goes on as an AssetWatcher ---------
+
+
+def test_deferred_storage_faults_are_retryable_errors(trigger_conn: EmulatorServer, tmp_path: Path) -> None:
+    """An unreadable targets file or a baseline store that fails ends the deferred check as a
+    retryable error: execute_complete raises a plain exception, so Airflow's retries apply."""
+
+    def first_event(trigger: BacklinksChangeTrigger) -> dict[str, Any]:
+        async def scenario() -> dict[str, Any]:
+            return dict((await anext(trigger.run())).payload)
+
+        return asyncio.run(scenario())
+
+    before = api_requests(trigger_conn)
+    missing = (tmp_path / "lists" / "pages.txt").as_uri()
+    event = first_event(make(tmp_path, targets=missing, commit_baseline=False))
+    assert event["status"] == "error"
+    assert event["retryable"] is True
+    assert event["message"].startswith("TargetSourceError: targets names file:///")
+    assert event["message"].endswith("pages.txt, which does not exist")
+    assert api_requests(trigger_conn) == before  # nothing fetched
+
+    # the baseline folder cannot be created: a regular file stands where it should be
+    (tmp_path / "blocked").write_text("not a folder")
+    blocked = make(tmp_path, baseline_path=(tmp_path / "blocked" / "baselines").as_uri() + "/")
+    blocked.commit_baseline = False
+    event = first_event(blocked)
+    assert event["status"] == "error" and event["retryable"] is True
+    assert event["message"].split(":")[0] in {"NotADirectoryError", "FileExistsError", "FileNotFoundError"}
+
+    sensor = BacklinksChangeSensor(task_id="s", targets=PAGES, baseline_path=tmp_path.as_uri())
+    with pytest.raises(AirflowException, match="NotADirectoryError") as info:
+        sensor.execute_complete({}, event)  # type: ignore[arg-type]
+    assert not isinstance(info.value, AirflowFailException)
+
+
+def test_the_watcher_logs_a_storage_fault_and_keeps_watching_with_backoff(
+    trigger_conn: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    targets_file = tmp_path / "lists" / "pages.txt"
+    trigger = make(tmp_path, targets=targets_file.as_uri(), poke_interval=0.01)
+    assert [trigger.backoff(n) for n in (1, 2, 3, 6, 7, 50)] == [0.01, 0.02, 0.04, 0.32, 0.32, 0.32]
+    assert make(tmp_path, poke_interval=3600).backoff(9) == 86_400.0
+    store = store_for(tmp_path)
+    logged: list[str] = []
+
+    def log_text() -> str:  # the triggerer's log goes to stdout here
+        logged.append(capsys.readouterr().out)
+        return "".join(logged)
+
+    async def scenario() -> dict[str, Any]:
+        events = trigger.run()
+        pending = asyncio.ensure_future(anext(events))
+        await _wait_for(lambda: "Check failed (TargetSourceError" in log_text(), "a logged failure")
+        await _wait_for(lambda: log_text().count("Check failed") >= 3, "more failed checks")
+        assert not pending.done()  # the watch goes on
+        # the file appears: the next check stores the baseline, then a clock move fires
+        targets_file.parent.mkdir()
+        targets_file.write_text("\n".join(PAGES) + "\n")
+        await _wait_for(lambda: store.read() is not None, "the first baseline")
+        await asyncio.to_thread(set_date, trigger_conn, EPOCH + timedelta(days=6))
+        event = await pending
+        await events.aclose()  # type: ignore[attr-defined]
+        return dict(event.payload)
+
+    payload = asyncio.run(scenario())
+    text = log_text()
+    assert "next check in 0.01 s (failure 1 in a row)" in text
+    assert "next check in 0.02 s (failure 2 in a row)" in text
+    assert payload["status"] == "changed"
+    assert brief(payload["changes"]) == expected_changes(EPOCH, EPOCH + timedelta(days=6))

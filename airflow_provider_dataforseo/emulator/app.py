@@ -46,7 +46,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_provider_dataforseo import api
-from airflow_provider_dataforseo.emulator import data, faults, simclock
+from airflow_provider_dataforseo.emulator import data, faults, formats, simclock
 from airflow_provider_dataforseo.emulator.limits import AccountLimits
 from airflow_provider_dataforseo.targets import main_domain, target_host
 
@@ -248,6 +248,7 @@ class EmulatorState:
         self._requests: dict[str, dict[str, int]] = {}  # bucket -> api -> count
         self._spent: dict[str, int] = {}  # bucket -> units
         self._api_requests = 0  # every request to an API endpoint, authorised or not
+        self._paid_requests = 0  # bulk requests charged (a request is paid once it is charged)
         self._faults: list[dict[str, Any]] = []
 
     @property
@@ -282,10 +283,12 @@ class EmulatorState:
             self._faults.clear()
 
     def stats(self) -> dict[str, Any]:
-        """Counters for tests: ``api_requests``, ``faults_pending``, ``tasks``, money in USD."""
+        """Counters for tests: ``api_requests``, ``paid_requests``, ``faults_pending``, ``tasks``,
+        money in USD."""
         with self._lock:
             return {
                 "api_requests": self._api_requests,
+                "paid_requests": self._paid_requests,
                 "faults_pending": len(self._faults),
                 "tasks": self._counter,
                 "balance_usd": _usd(self.balance_units),
@@ -307,6 +310,7 @@ class EmulatorState:
             if units > self.balance_units:
                 return False
             self.balance_units -= units
+            self._paid_requests += 1
             for bucket in _buckets(now):
                 self._spent[bucket] = self._spent.get(bucket, 0) + units
             return True
@@ -642,8 +646,9 @@ def injected_error_reply(
     return None
 
 
-def _register_control_routes(app: FastAPI, state: EmulatorState) -> None:
-    """``/_emulator/faults`` (POST to queue, DELETE to clear) and ``/_emulator/stats`` (GET).
+def _register_control_routes(app: FastAPI, state: EmulatorState, limits: AccountLimits) -> None:
+    """``/_emulator/faults`` (POST to queue, DELETE to clear) and ``/_emulator/stats`` (GET: the
+    account's counters and the limits' ``in_flight``, ``peak_in_flight`` and ``refused`` by code).
 
     Not part of the real API: a test double's control surface, unauthenticated, meant for a
     loopback-bound emulator. Faults apply to the next requests of the API endpoints, in order.
@@ -671,7 +676,7 @@ def _register_control_routes(app: FastAPI, state: EmulatorState) -> None:
 
     @app.get(f"{CONTROL_PREFIX}/stats")
     async def stats() -> JSONResponse:
-        return JSONResponse(state.stats())
+        return JSONResponse({**state.stats(), **limits.stats()})
 
 
 def _default_config() -> EmulatorConfig:
@@ -699,6 +704,7 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
     app.state.faults = injector
     sim_clock = simclock.SimulatedClock(cfg.simulated_date)
     app.state.clock = sim_clock
+    spellings = formats.Spellings()  # value spellings of the replies (tests of clients' parsing)
     app.add_middleware(GZipMiddleware, minimum_size=_GZIP_MIN_BYTES, compresslevel=GZIP_LEVEL)
 
     @app.post(api.BULK_PAGES_SUMMARY_PATH)
@@ -728,6 +734,7 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
         try:
             await injector.delay(injected)
             task = _bulk_pages_summary(state, tasks[0], start, injector, as_of=sim_clock.current)
+            formats.respell(task, spellings.current)
             if injected is not None and injected.kind == faults.DROP_ITEMS:
                 faults.drop_items(injected, task, injector.config.drop_share)
             if injector.config.respell_urls:
@@ -759,9 +766,10 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
         task = _task(state, api.OK, MSG_OK, start, path=_USER_DATA_PATH, data_echo=echo, result=result)
         return envelope(api.OK, MSG_OK, start, [task])
 
-    _register_control_routes(app, state)
+    _register_control_routes(app, state, limits)
     faults.register_routes(app, injector)
     simclock.register_routes(app, sim_clock)
+    formats.register_routes(app, spellings)
 
     @app.exception_handler(StarletteHTTPException)
     async def not_found(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -44,6 +44,8 @@ class AccountLimits:
         self._admitted: deque[float] = deque()
         #: Highest number of requests seen in flight at once (for tests and benchmarks).
         self.peak_in_flight = 0
+        #: Requests refused so far, by status code (40209, 40202).
+        self.refused: dict[int, int] = {}
 
     def enter(self) -> tuple[int, str] | None:
         """Admit one request, or return the ``(status_code, status_message)`` refusing it.
@@ -52,13 +54,13 @@ class AccountLimits:
         """
         with self._lock:
             if self.max_simultaneous is not None and self._in_flight >= self.max_simultaneous:
-                return api.TOO_MANY_SIMULTANEOUS_REQUESTS, MSG_TOO_MANY_SIMULTANEOUS
+                return self._refuse(api.TOO_MANY_SIMULTANEOUS_REQUESTS, MSG_TOO_MANY_SIMULTANEOUS)
             if self.requests_per_minute is not None:
                 now = self._clock()
                 while self._admitted and now - self._admitted[0] >= 60.0:
                     self._admitted.popleft()
                 if len(self._admitted) >= self.requests_per_minute:
-                    return api.RATE_LIMIT_PER_MINUTE, MSG_RATE_LIMIT
+                    return self._refuse(api.RATE_LIMIT_PER_MINUTE, MSG_RATE_LIMIT)
                 self._admitted.append(now)
             self._in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
@@ -68,3 +70,17 @@ class AccountLimits:
         """Mark one admitted request as finished."""
         with self._lock:
             self._in_flight -= 1
+
+    def _refuse(self, code: int, message: str) -> tuple[int, str]:
+        """Count one refusal (the caller holds the lock) and return its reply."""
+        self.refused[code] = self.refused.get(code, 0) + 1
+        return code, message
+
+    def stats(self) -> dict[str, object]:
+        """``{"in_flight", "peak_in_flight", "refused": {"40209": n, "40202": n}}`` right now."""
+        with self._lock:
+            return {
+                "in_flight": self._in_flight,
+                "peak_in_flight": self.peak_in_flight,
+                "refused": {str(code): count for code, count in sorted(self.refused.items())},
+            }

@@ -6,15 +6,23 @@ import json
 from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
-from airflow.sdk import Asset, BaseOperator, ObjectStoragePath
+from airflow.sdk import Asset, BaseOperator, ObjectStoragePath, conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_dataforseo import api
-from airflow_provider_dataforseo.checkpoint import Checkpoint
+from airflow_provider_dataforseo.checkpoint import (
+    Checkpoint,
+    Owner,
+    PathInUseError,
+    WriterLock,
+    plan_digest,
+)
 from airflow_provider_dataforseo.chunks import lower_bound, plan_chunks
-from airflow_provider_dataforseo.exceptions import InvalidTargetsError
+from airflow_provider_dataforseo.exceptions import DataForSeoError, InvalidTargetsError
 from airflow_provider_dataforseo.fetch import ChunkOutcome, FetchSummary, Row, fetch_bulk_pages_summary
+from airflow_provider_dataforseo.flags import as_bool  # one reading of flags for every class
 from airflow_provider_dataforseo.hooks.dataforseo import (
     DataForSeoHook,
     check_hook_params,
@@ -22,12 +30,24 @@ from airflow_provider_dataforseo.hooks.dataforseo import (
     check_tag,
     fail_task_on_permanent_errors,
 )
+from airflow_provider_dataforseo.ledger import (
+    LEDGER_FILE_NAME,
+    LedgerError,
+    SpendLedger,
+    finished_path,
+    ledger_path,
+    prune_ledgers,
+    write_atomically,
+)
 from airflow_provider_dataforseo.planning import load_chunk_group
 from airflow_provider_dataforseo.ratelimit import (
     DEFAULT_REQUESTS_PER_MINUTE,
     CostLimitExceededError,
     RequestLimiter,
+    RequestsStoppedError,
     check_max_cost,
+    estimate_cost_usd,
+    request_cost_bound_usd,
 )
 from airflow_provider_dataforseo.sources import parse_roots
 from airflow_provider_dataforseo.targets import (
@@ -49,6 +69,25 @@ MAX_XCOM_TARGETS = 300
 ROWS_FILE_NAME = "bulk_pages_summary.jsonl"
 #: Name of the manifest written beside it.
 MANIFEST_FILE_NAME = "manifest.json"
+#: Airflow config section of this provider, and its option naming the state root.
+CONFIG_SECTION = "dataforseo"
+STATE_ROOT_OPTION = "state_root"
+
+
+def default_state_root() -> str | None:
+    """``[dataforseo] state_root`` (``AIRFLOW__DATAFORSEO__STATE_ROOT``), or ``None`` when unset.
+
+    The folder (an ObjectStoragePath URI every worker can reach) where operators without
+    ``output_path`` keep the spend ledger of each task instance.
+    """
+    value = conf.get(CONFIG_SECTION, STATE_ROOT_OPTION, fallback=None)
+    if value is None:
+        return None
+    return str(value).strip() or None
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 #: Missing targets listed in the manifest itself; more go to :data:`MISSING_FILE_NAME` beside it.
@@ -77,26 +116,69 @@ def read_targets(value: object, **options: Any) -> TargetSet:
     return _read_targets(value, **options)
 
 
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off"})
+def storage_path(uri: str) -> ObjectStoragePath:
+    """An ``ObjectStoragePath`` for a URI, a ``file`` URI's percent escapes decoded.
 
+    ``file:///data/SEO%20reports/`` names the folder ``/data/SEO reports`` (RFC 8089), as a
+    browser or ``pathlib.Path.as_uri()`` means it; ``ObjectStoragePath`` alone would create a
+    folder literally named ``SEO%20reports``. Other schemes are passed on as given.
 
-def as_bool(value: object, name: str) -> bool:
-    """A boolean argument as given, or as a template renders it (``"True"``, ``"false"``, ``"1"``).
-
-    :param value: a bool, or a string/int standing for one.
-    :param name: the argument's name, for the error.
-    :return: the boolean.
-    :raises ValueError: naming the argument and the value when it means neither true nor false.
+    :param uri: e.g. ``"file:///data/x/"``, ``"s3://aws_default@bucket/x/"``.
     """
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower() if isinstance(value, (str, int)) else None
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError(f"{name} must be true or false, got {value!r}")
+    text = str(uri).strip()
+    parts = urlsplit(text)
+    if parts.scheme == "file" and "%" in parts.path:
+        host = "" if parts.netloc in ("", "localhost") else parts.netloc
+        return ObjectStoragePath(f"file://{host}{unquote(parts.path)}")
+    return ObjectStoragePath(text)
+
+
+class _WriteAheadHook(DataForSeoHook):
+    """The DataForSEO hook, each HTTP attempt of a bulk request written to a spend ledger first.
+
+    With :attr:`ledger` set, every attempt (retries inside the hook included) is recorded before it
+    is sent (:meth:`SpendLedger.begin`, which also refuses it past ``max_cost_usd``), then settled
+    with the reply's cost, released when the API answered with an error status (nothing charged),
+    or kept as possibly paid when no reply was read (timeout, dropped connection, garbled body).
+    """
+
+    ledger: SpendLedger | None = None
+
+    def _send(self, method: str, endpoint: str, body: object | None, raw_items: bool = False) -> Any:
+        ledger = self.ledger
+        targets = _targets_of(body)
+        if ledger is None or targets is None:
+            return super()._send(method, endpoint, body, raw_items)
+        entry = ledger.begin(request_cost_bound_usd(targets), f"a request of {targets} targets")
+        try:
+            result = super()._send(method, endpoint, body, raw_items)
+        except RequestsStoppedError:
+            ledger.release(entry)  # never sent
+            raise
+        except DataForSeoError as exc:
+            if exc.status_code is not None and exc.status_code >= _FIRST_API_STATUS:
+                ledger.release(entry)  # the API refused the task: nothing charged
+            else:
+                ledger.lose(entry)
+            raise
+        except BaseException:
+            ledger.lose(entry)
+            raise
+        ledger.settle(entry, result.cost_usd)
+        return result
+
+
+#: API status codes are five digits; a smaller code is an HTTP status (no envelope was read).
+_FIRST_API_STATUS = 10000
+
+
+def _targets_of(body: object) -> int | None:
+    """How many targets a bulk_pages_summary body ``[{"targets": [...]}]`` carries, else ``None``."""
+    if isinstance(body, list) and len(body) == 1 and isinstance(body[0], dict):
+        targets = body[0].get("targets")
+        if isinstance(targets, list):
+            return len(targets)
+    return None
 
 
 class BulkPagesSummaryOperator(BaseOperator):
@@ -111,23 +193,38 @@ class BulkPagesSummaryOperator(BaseOperator):
     API's item as returned and ``inputs`` the original strings that normalised to ``target``.
 
     - Without ``output_path`` the rows are returned (XCom); more than :data:`MAX_XCOM_TARGETS`
-      targets are refused before any request.
+      targets are refused before any request. With ``state_root`` they are also kept beside the
+      task instance's ledger, so that a retry after the work was done returns them unsent.
     - With ``output_path`` the rows are written as JSON Lines (a ``.jsonl`` path is the file; any
       other path is a folder that gets ``bulk_pages_summary.jsonl`` and ``manifest.json``), and the
       manifest ``{"uri", "targets", "items", "requests", "cost_usd", "missing_targets",
-      "unmatched_items", "rejected_targets", "unresolved_targets"}`` is returned. Each finished
-      chunk is stored at once in a checkpoint beside the rows file
-      (:mod:`~airflow_provider_dataforseo.checkpoint`); a retry of the task fetches only the
-      chunks still missing, and the rows file is written from the chunks once all are done, so it
-      holds every row exactly once, as a clean run would.
+      "unmatched_items", "rejected_targets", "unresolved_targets", "cost_upper_bound_usd"}`` is
+      returned. Each finished chunk is stored at once in a checkpoint beside the rows file
+      (:mod:`~airflow_provider_dataforseo.checkpoint`); a retry of the task fetches only the chunks
+      still missing, and the rows file is written from the chunks once all are done, so it holds
+      every row exactly once, as a clean run would. A retry (or clear) of a task instance whose
+      work was finished returns the finished manifest without a request.
+    - One writer per rows file: a try holds a lock beside it; another task instance writing the
+      same file at the same time fails at once naming the owner (dag, run, task, map index). A
+      mapped task whose ``output_path`` template does not mention ``map_index`` writes
+      ``bulk_pages_summary-<map index>.jsonl`` (``<name>-<map index>.jsonl`` for a ``.jsonl``
+      path), so mapped tasks never share a rows file. Paths of the wrong kind (a folder where the
+      rows file is meant, a file where a folder is) fail before the first request.
+
+    Spend: every HTTP attempt is written to the task instance's spend ledger before it is sent
+    (:mod:`~airflow_provider_dataforseo.ledger`), in the checkpoint folder with ``output_path``, or
+    under ``state_root`` without. ``cost_usd`` is what the stored replies report;
+    ``cost_upper_bound_usd`` adds every reply the API may have charged but no try stored (lost in
+    a crash or a timeout), at 0.02 USD + 0.00003 USD per target each.
 
     Faults: a 40501 refusing ``targets`` is narrowed down by group testing and the refused targets
     are reported (``rejected_targets``, or ``unresolved_targets`` when the isolation's allowance or
     the cost cap runs out) instead of failing the chunk; an incomplete reply is topped up.
     ``max_cost_usd`` refuses to start when the estimate exceeds it and stops before any request
-    that could exceed it. Requests in flight (``max_active_requests``) and per minute
-    (``requests_per_minute``) are capped for all threads of the task; across tasks, use an Airflow
-    pool (e.g. ``pool="dataforseo"`` with 30 slots and ``pool_slots=max_active_requests``).
+    that could exceed it, over every try of the task instance. Requests in flight
+    (``max_active_requests``) and per minute (``requests_per_minute``) are capped for all threads
+    of the task; across tasks, use an Airflow pool (e.g. ``pool="dataforseo"`` with 30 slots and
+    ``pool_slots=max_active_requests``).
 
     The manifest also names the targets without data as the user wrote them:
     ``missing_target_list`` (up to :data:`MAX_LISTED_MISSING`) and, when there are more,
@@ -164,11 +261,19 @@ class BulkPagesSummaryOperator(BaseOperator):
     :param dataforseo_conn_id: the DataForSEO connection.
     :param max_active_requests: requests in flight at once, 1-30 (the API allows 30 per account).
     :param hook_params: extra keyword arguments for :class:`DataForSeoHook` (timeouts, retries).
-    :param max_cost_usd: the most the task may spend, USD (every try included), or ``None``: refuse
-        to start when the estimate (requests x 0.02 + targets x 0.00003) exceeds it, and stop before
-        a request that could exceed it (the task then fails without Airflow retries).
+    :param max_cost_usd: the most the task instance may spend, USD, over every try (counted by the
+        spend ledger at the upper bound), or ``None``: refuse to start when what earlier tries may
+        have spent plus the estimate (requests x 0.02 + targets x 0.00003) exceeds it, and stop
+        before an attempt that could exceed it (the task then fails without Airflow retries).
+        Merging chunks already paid for is never refused. Without ``output_path`` it needs
+        ``state_root`` (refused at parse time otherwise).
     :param requests_per_minute: the task's per-minute budget of HTTP requests (retries included),
         default 1800, below the API's 2000.
+    :param state_root: where task instances without ``output_path`` keep their spend ledger: an
+        ObjectStoragePath URI of a folder every worker shares (``s3://conn@bucket/state/``, or
+        ``file:///...`` on one machine). Default: ``[dataforseo] state_root``
+        (``AIRFLOW__DATAFORSEO__STATE_ROOT``), else none. Ledgers not written for 30 days are
+        removed by the next try of their task.
     :param chunk_group: (templated) instead of ``targets``: one group of already planned requests,
         as :func:`~airflow_provider_dataforseo.operators.plan.plan_bulk_pages_summary` returns them
         (a descriptor ``{"uri", ...}``, an inline group, or a group file URI), posted exactly as
@@ -205,6 +310,7 @@ class BulkPagesSummaryOperator(BaseOperator):
         targets_column: int | str | None = None,
         targets_encoding: str | None = None,
         allowed_target_roots: Sequence[str] | str | None = None,
+        state_root: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -244,9 +350,23 @@ class BulkPagesSummaryOperator(BaseOperator):
         check_hook_params(self.hook_params)  # refused now, not by every request later
         self.max_cost_usd = check_max_cost(max_cost_usd)
         self.requests_per_minute = requests_per_minute
+        self.state_root = state_root if state_root is not None else default_state_root()
+        if self.max_cost_usd is not None and not output_path and not self.state_root:
+            raise ValueError(
+                "max_cost_usd without output_path needs a place that outlives a try for its spend "
+                "ledger, or the cap could not cover every try: set output_path, or state_root (or "
+                f"[{CONFIG_SECTION}] {STATE_ROOT_OPTION}, i.e. AIRFLOW__DATAFORSEO__STATE_ROOT) to a folder "
+                "every worker shares, e.g. 's3://aws_default@bucket/dataforseo-state/'. (XCom cannot hold "
+                "it: Airflow clears a task's XCom when a new try starts.)"
+            )
+        # the unrendered output_path: a mapped task whose template does not mention the map index
+        # gets its own file name, so that mapped tasks never share a rows file
+        self._output_path_template = output_path
         self._summary: FetchSummary | None = None  # of the last fetch: asset extras, lineage
+        self._manifest: dict[str, Any] | None = None  # of the last run to storage
         self._rows_uri: str | None = None  # where the last fetch wrote rows
         self._run_key: str | None = None  # "<dag_id>/<task_id>/<run_id>/<map_index>" of this run
+        self._owner = Owner(None, None, None, None)
         self._missing: dict[str, Any] | None = None  # the manifest's list of missing targets
 
     @cached_property
@@ -256,22 +376,32 @@ class BulkPagesSummaryOperator(BaseOperator):
             max_in_flight=self.max_active_requests, requests_per_minute=self.requests_per_minute
         )
         params = {"pool_maxsize": self.max_active_requests, "limiter": limiter, **self.hook_params}
-        return DataForSeoHook(self.dataforseo_conn_id, **params)
+        return _WriteAheadHook(self.dataforseo_conn_id, **params)
 
     def execute(self, context: Context) -> Any:
         try:
             self.include_subdomains = as_bool(self.include_subdomains, "include_subdomains")
         except ValueError as exc:
             raise AirflowFailException(f"{exc}. Nothing was sent.") from exc
-        self._summary, self._rows_uri, self._missing = None, None, None
+        self._summary, self._rows_uri, self._missing, self._manifest = None, None, None, None
         self.__dict__.pop("hook", None)  # a fresh hook and limiter for every try
         ti = context.get("ti")
         # every try of this task instance resumes from its checkpoint; no other run does
         self._run_key = "/".join(
             str(getattr(ti, name, None)) for name in ("dag_id", "task_id", "run_id", "map_index")
         )
+        map_index, try_number = getattr(ti, "map_index", None), getattr(ti, "try_number", None)
+        self._owner = Owner(
+            dag_id=_str_or_none(getattr(ti, "dag_id", None)),
+            run_id=_str_or_none(getattr(ti, "run_id", None)),
+            task_id=_str_or_none(getattr(ti, "task_id", None)),
+            map_index=map_index if isinstance(map_index, int) else None,
+            try_number=try_number if isinstance(try_number, int) else None,
+        )
         result = self._execute(context)
-        if self._summary is not None:
+        if self._manifest is not None:
+            self._publish_to_outlets(context, self._manifest)
+        elif self._summary is not None:
             manifest = self._summary.manifest(self._rows_uri)
             manifest.update(self._missing or {})
             self._publish_to_outlets(context, manifest)
@@ -308,7 +438,13 @@ class BulkPagesSummaryOperator(BaseOperator):
             base_url=self.hook.base_url,
             endpoint=api.BULK_PAGES_SUMMARY_PATH,
             output_uri=self._rows_uri,
-            rows=self._summary.items if self._summary is not None else None,
+            rows=(
+                self._manifest["items"]
+                if self._manifest is not None
+                else self._summary.items
+                if self._summary is not None
+                else None
+            ),
         )
 
     def _execute(self, context: Context) -> Any:
@@ -373,62 +509,193 @@ class BulkPagesSummaryOperator(BaseOperator):
                 f"{MAX_XCOM_TARGETS}): set output_path to write them to object storage, e.g. "
                 "output_path='file:///tmp/dataforseo/{{ dag.dag_id }}/{{ run_id }}/'. Nothing was sent."
             )
+        if self.max_cost_usd is not None and not self.state_root:  # output_path rendered empty
+            raise AirflowFailException(
+                "max_cost_usd without output_path needs state_root (or [dataforseo] state_root) to keep "
+                "its spend ledger across tries. Nothing was sent."
+            )
+        ledger = self._xcom_ledger()
+        done = finished_path(ledger.path) if ledger is not None else None
+        plan = plan_digest(chunks, self._request_options())
+        finished = self._finished_rows(done, plan)
+        if finished is not None:
+            assert ledger is not None
+            ledger.close()
+            return finished
         rows: list[Row] = []
-        summary = self._fetch(target_set, chunks, rows.extend)
+        try:
+            summary = self._fetch(target_set, chunks, rows.extend, ledger=ledger)
+        finally:
+            if ledger is not None:
+                ledger.close()
         self._missing = missing_listing(summary, target_set, None)
-        self._log_summary(summary, target_set)
+        if done is not None:  # a retry after a crash past this point returns these rows unsent
+            manifest = {**summary.manifest(None), **self._missing}
+            if ledger is not None:
+                manifest["cost_upper_bound_usd"] = round(max(ledger.upper_bound_usd, summary.cost_usd), 6)
+            record = {"owner": self._run_key, "plan": plan, "manifest": manifest, "rows": rows}
+            write_atomically(done, json.dumps(record, ensure_ascii=False))
+        self._log_summary(summary, target_set, ledger)
         return rows
 
-    def _fetch_to_storage(self, target_set: TargetSet, chunks: list[list[str]]) -> dict[str, Any]:
-        base = ObjectStoragePath(str(self.output_path).strip())
+    def _finished_rows(self, done: Any | None, plan: str) -> list[Row] | None:
+        """The rows an earlier try of this task instance returned for this plan, if it finished."""
+        if done is None:
+            return None
+        try:
+            record = json.loads(done.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            self.log.warning("The finished result %s cannot be read (%s): the work is done again", done, exc)
+            return None
+        if not isinstance(record, dict) or record.get("owner") != self._run_key or record.get("plan") != plan:
+            return None
+        rows, manifest = record.get("rows"), record.get("manifest")
+        if not isinstance(rows, list) or not isinstance(manifest, dict):
+            return None
+        self.log.info(
+            "An earlier try of this task instance finished this work (%s): its %d rows are returned, "
+            "nothing is sent",
+            done,
+            len(rows),
+        )
+        self._manifest = manifest
+        return rows
+
+    def _xcom_ledger(self) -> SpendLedger | None:
+        """The spend ledger of this task instance under ``state_root`` (``None`` without one)."""
+        if not self.state_root:
+            return None
+        root = storage_path(self.state_root)
+        path = ledger_path(
+            root, self._owner.dag_id, self._owner.task_id, self._owner.run_id, self._owner.map_index
+        )
+        prune_ledgers(path.parent, keep=path)
+        try:
+            return SpendLedger(path, owner=self._run_key or "", max_cost_usd=self.max_cost_usd)
+        except LedgerError as exc:
+            raise AirflowFailException(f"{exc} Nothing was sent.") from exc
+
+    def _storage_paths(self) -> tuple[Any, Any | None]:
+        """The rows file and the manifest file (``None`` for a ``.jsonl`` output_path)."""
+        base = storage_path(str(self.output_path))
+        index = self._owner.map_index
+        # mapped tasks never share a rows file: without the map index in the template, each gets
+        # its own file name
+        suffix = (
+            f"-{index}"
+            if index is not None and index >= 0 and "map_index" not in str(self._output_path_template)
+            else ""
+        )
         if base.suffix == ".jsonl":
-            rows_path, manifest_path = base, None
-        else:
-            rows_path, manifest_path = base / ROWS_FILE_NAME, base / MANIFEST_FILE_NAME
+            return base.parent / f"{base.stem}{suffix}.jsonl", None
+        stem, ext = ROWS_FILE_NAME.rsplit(".", 1)
+        manifest_stem, manifest_ext = MANIFEST_FILE_NAME.rsplit(".", 1)
+        return base / f"{stem}{suffix}.{ext}", base / f"{manifest_stem}{suffix}.{manifest_ext}"
+
+    def _check_storage_paths(self, rows_path: Any, manifest_path: Any | None, checkpoint_dir: Any) -> None:
+        """Fail before any request when a file is meant where a folder is, or the reverse."""
+
+        def refuse(path: Any, what: str) -> AirflowFailException:
+            return AirflowFailException(
+                f"output_path {self.output_path!r}: {path} {what}. Give a folder path (ending in '/') "
+                "or a path ending in .jsonl that names no folder. Nothing was sent."
+            )
+
         try:
             rows_path.parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as exc:
-            raise AirflowFailException(
-                f"output_path {self.output_path!r} names an existing file: give a folder, or a path "
-                "ending in .jsonl. Nothing was sent."
-            ) from exc
-        self._rows_uri = str(rows_path)
+            raise refuse(rows_path.parent, "is an existing file where a folder is meant") from exc
+        for path in (rows_path, manifest_path):
+            if path is not None and path.is_dir():
+                raise refuse(path, "is a folder where the rows or manifest file is meant")
+        if checkpoint_dir.is_file():
+            raise refuse(checkpoint_dir, "is a file where the checkpoint folder is meant")
 
-        # Rows go to one part per chunk in a checkpoint beside the rows file, then are merged in plan
-        # order: a retry fetches only the missing chunks and the file never holds a row twice.
+    def _fetch_to_storage(self, target_set: TargetSet, chunks: list[list[str]]) -> dict[str, Any]:
+        rows_path, manifest_path = self._storage_paths()
         checkpoint = Checkpoint(rows_path, chunks, self._request_options(), run=self._run_key)
-        stored = checkpoint.load()
-
-        def keep(outcome: ChunkOutcome) -> None:
-            checkpoint.save(outcome)
-            stored[outcome.index] = replace(outcome, rows=[])  # rows live in storage, not in memory
-
+        self._check_storage_paths(rows_path, manifest_path, checkpoint.directory)
+        self._rows_uri = str(rows_path)
+        lock = WriterLock(checkpoint.directory, self._owner, rows_path)
         try:
-            # items stay the API's JSON text on their way to the file: no dict built per item
-            summary = self._fetch(
-                target_set, chunks, _no_sink, done=dict(stored), on_chunk=keep, raw_items=True
-            )
-        except BaseException:
-            finished = sum(1 for outcome in stored.values() if not outcome.pending)
-            self.log.warning(
-                "%d of %d chunks are finished (%d more partly) and kept in %s; the next try of this "
-                "task (an Airflow retry, or a clear after fixing the cause) fetches only what is missing",
-                finished,
-                len(chunks),
-                len(stored) - finished,
-                checkpoint.directory,
-            )
-            raise
-        checkpoint.merge()
-        manifest = summary.manifest(str(rows_path))
-        self._missing = missing_listing(summary, target_set, manifest_path or rows_path)
-        manifest.update(self._missing)
-        if manifest_path is not None:
-            manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        checkpoint.clear()
-        self.log.info("Wrote %d rows to %s", summary.items, rows_path)
-        self._log_summary(summary, target_set)
-        return manifest
+            lock.acquire()  # one writer per rows file: another task instance is refused here
+        except PathInUseError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        ledger: SpendLedger | None = None
+        try:
+            finished = checkpoint.finished()
+            if finished is not None:  # an earlier try did it all (and maybe died before success)
+                self.log.info(
+                    "An earlier try of this task instance finished this work (%s): its manifest is "
+                    "returned, nothing is sent",
+                    rows_path,
+                )
+                self._manifest = finished
+                return finished
+            # Rows go to one part per chunk in a checkpoint beside the rows file, then are merged in
+            # plan order: a retry fetches only the missing chunks and the file never holds a row twice.
+            stored = checkpoint.load()
+            try:
+                ledger = SpendLedger(
+                    checkpoint.directory / LEDGER_FILE_NAME,
+                    owner=self._run_key or "",
+                    max_cost_usd=self.max_cost_usd,
+                )
+            except LedgerError as exc:
+                raise AirflowFailException(f"{exc} Nothing was sent.") from exc
+
+            def keep(outcome: ChunkOutcome) -> None:
+                assert ledger is not None
+                ledger.flush()  # the replies' costs are written before their rows count as stored
+                checkpoint.save(outcome)
+                stored[outcome.index] = replace(outcome, rows=[])  # rows live in storage, not in memory
+
+            try:
+                # items stay the API's JSON text on their way to the file: no dict built per item
+                summary = self._fetch(
+                    target_set,
+                    chunks,
+                    _no_sink,
+                    done=dict(stored),
+                    on_chunk=keep,
+                    raw_items=True,
+                    ledger=ledger,
+                )
+            except BaseException:
+                done = sum(1 for outcome in stored.values() if not outcome.pending)
+                self.log.warning(
+                    "%d of %d chunks are finished (%d more partly) and kept in %s; the next try of this "
+                    "task (an Airflow retry, or a clear after fixing the cause) fetches only what is missing",
+                    done,
+                    len(chunks),
+                    len(stored) - done,
+                    checkpoint.directory,
+                )
+                raise
+            if not lock.holds():
+                raise AirflowFailException(
+                    f"A newer try of this task instance took over {rows_path} while this one ran: this "
+                    "try stops without writing the rows file (the newer one does)."
+                )
+            rows_bytes = checkpoint.merge()
+            manifest = summary.manifest(str(rows_path))
+            self._missing = missing_listing(summary, target_set, manifest_path or rows_path)
+            manifest.update(self._missing)
+            ledger.close()
+            manifest["cost_upper_bound_usd"] = round(max(ledger.upper_bound_usd, summary.cost_usd), 6)
+            if manifest_path is not None:
+                manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+            checkpoint.finish(manifest, rows_bytes)
+            self._manifest = manifest
+            self.log.info("Wrote %d rows to %s", summary.items, rows_path)
+            self._log_summary(summary, target_set, ledger)
+            return manifest
+        finally:
+            if ledger is not None:
+                ledger.close()
+            lock.release()
 
     def _request_options(self) -> dict[str, Any]:
         """The fields every request carries besides ``targets`` (part of each chunk's checkpoint key)."""
@@ -447,6 +714,7 @@ class BulkPagesSummaryOperator(BaseOperator):
         done: Mapping[int, ChunkOutcome] | None = None,
         on_chunk: Callable[[ChunkOutcome], None] | None = None,
         raw_items: bool = False,
+        ledger: SpendLedger | None = None,
     ) -> FetchSummary:
         def post(chunk: list[str]) -> Any:
             return self.hook.bulk_pages_summary(
@@ -457,8 +725,14 @@ class BulkPagesSummaryOperator(BaseOperator):
                 raw_items=raw_items,
             )
 
+        stored = dict(done or {})
+        remaining = [i for i in range(len(chunks)) if i not in stored or stored[i].pending]
         try:
             with fail_task_on_permanent_errors(CostLimitExceededError):
+                max_cost = self._cap_for_this_try(stored, remaining, chunks, ledger)
+                hook = self.hook
+                if isinstance(hook, _WriteAheadHook):
+                    hook.ledger = ledger  # every attempt is written to it before it is sent
                 self._summary = fetch_bulk_pages_summary(
                     target_set,
                     chunks,
@@ -467,14 +741,48 @@ class BulkPagesSummaryOperator(BaseOperator):
                     max_active_requests=self.max_active_requests,
                     done=done,
                     on_chunk=on_chunk,
-                    max_cost_usd=self.max_cost_usd,
+                    max_cost_usd=max_cost,
                     on_interrupt=self.hook.limiter.close,  # no retry either, once interrupted
                 )
             return self._summary
         finally:
             self.hook.close()
 
-    def _log_summary(self, summary: FetchSummary, target_set: TargetSet | None = None) -> None:
+    def _cap_for_this_try(
+        self,
+        stored: Mapping[int, ChunkOutcome],
+        remaining: Sequence[int],
+        chunks: Sequence[Sequence[str]],
+        ledger: SpendLedger | None,
+    ) -> float | None:
+        """``max_cost_usd`` less what earlier tries may have spent beyond the stored chunks' cost.
+
+        The fetch counts stored chunks as spent; the ledger adds replies never stored and
+        attempts whose reply was never read (their upper bound). Nothing left to fetch: no cap at
+        all, so that paid chunks are always merged, whatever was spent.
+
+        :raises CostLimitExceededError: when earlier tries left no room for what is left to fetch.
+        """
+        if self.max_cost_usd is None or not remaining:
+            return None
+        if ledger is None:
+            return self.max_cost_usd
+        extra = max(0.0, ledger.upper_bound_usd - sum(outcome.cost_usd for outcome in stored.values()))
+        room = round(self.max_cost_usd - extra, 5)
+        if room > 0:
+            return room
+        to_send = sum(len(stored[i].pending) if i in stored else len(chunks[i]) for i in remaining)
+        raise CostLimitExceededError(
+            max_cost_usd=self.max_cost_usd,
+            spent_usd=ledger.upper_bound_usd,
+            reserved_usd=0.0,
+            needed_usd=estimate_cost_usd(len(remaining), to_send),
+            what=f"the plan of {len(remaining)} requests for {to_send} targets left after earlier tries",
+        )
+
+    def _log_summary(
+        self, summary: FetchSummary, target_set: TargetSet | None = None, ledger: SpendLedger | None = None
+    ) -> None:
         """Log the totals; rejected and missing targets as the user wrote them (their inputs)."""
 
         def named(targets: list[str]) -> list[str]:
@@ -490,6 +798,16 @@ class BulkPagesSummaryOperator(BaseOperator):
             summary.unmatched_items,
             summary.cost_usd,
         )
+        if ledger is not None:
+            figures = ledger.summary()
+            self.log.info(
+                "Spend of this task instance over %d tries: %.5f USD reported by replies, up to %.5f USD "
+                "with the requests whose reply was never read (ledger %s)",
+                ledger.tries,
+                figures["settled_usd"],
+                figures["upper_bound_usd"],
+                ledger.path,
+            )
         if summary.rejected_targets:
             self.log.warning(
                 "The API refused %d targets (40501), isolated by group testing; no rows for them: %s",

@@ -20,16 +20,25 @@ from airflow_provider_dataforseo.changes import (
     count_changes,
     render_message,
 )
-from airflow_provider_dataforseo.exceptions import InvalidTargetsError
+from airflow_provider_dataforseo.flags import as_bool, as_rank_scale
 from airflow_provider_dataforseo.hooks.dataforseo import (
     DataForSeoHook,
     check_hook_params,
     fail_task_on_permanent_errors,
 )
 from airflow_provider_dataforseo.operators.bulk_pages_summary import read_targets
-from airflow_provider_dataforseo.sources import is_storage_uri
+from airflow_provider_dataforseo.sources import coerce_targets, is_storage_uri
 from airflow_provider_dataforseo.triggers.backlinks_change import ERROR, TIMEOUT, BacklinksChangeTrigger
-from airflow_provider_dataforseo.watch import BASELINE_STORED, CHANGED, PollResult, commit, poll
+from airflow_provider_dataforseo.watch import (
+    BASELINE_STORED,
+    CHANGED,
+    PollResult,
+    acknowledge,
+    deliver,
+    feed_of,
+    is_permanent,
+    poll,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -50,23 +59,31 @@ class BacklinksChangeSensor(BaseSensorOperator):
 
     Each check fetches the targets through the operator's path (same targets, same planning into
     <= 1000 targets / <= 100 main domains per request, the hook's retries) and compares the
-    watched fields with the baseline kept in object storage under ``baseline_path`` (see
-    :mod:`airflow_provider_dataforseo.baseline`). Cost per check: 0.02 USD per request plus
-    0.00003 USD per item.
+    watched fields of each target with that target's last seen values, kept in object storage
+    under ``baseline_path`` (see :mod:`airflow_provider_dataforseo.baseline`). Editing the list
+    never hides a change of a target that stayed; a new target's first values are stored without
+    an alert; a removed target is forgotten. Cost per check: 0.02 USD per request plus 0.00003 USD
+    per item.
 
     - **Change**: the sensor succeeds and returns (XCom) ``{"status": "changed", "changes": [...],
-      "counts": {...}, "targets", "targets_with_data", "targets_without_data", "baseline_uri",
-      "requests", "cost_usd"}``; each change is ``{"target", "url", "field", "old", "new",
-      "kind", "delta"}`` with ``kind`` ``lost``, ``recovered``, ``lost_date_changed``,
-      ``broken_backlinks_increased`` / ``broken_backlinks_decreased`` (``delta`` = new - old) or
-      ``changed``. It then sends one message to each notifier and stores the new values.
+      "counts": {...}, "targets", "targets_with_data", "targets_without_data",
+      "targets_first_seen", "targets_dropped", "baseline_uri", "requests", "cost_usd"}``; each
+      change is ``{"target", "inputs", "url", "field", "old", "new", "kind", "delta",
+      "check_id", "detected_at"}`` (``inputs``: the user's own spellings of the target) with
+      ``kind`` ``lost``, ``recovered``, ``lost_date_changed``, ``broken_backlinks_increased`` /
+      ``broken_backlinks_decreased`` (``delta`` = new - old) or ``changed``. Each change is
+      appended once to the changes feed beside the baseline (:mod:`airflow_provider_dataforseo.feed`),
+      then one message goes to each notifier. A change is reported once: the check stores the
+      new values together with the changes as pending, and they are delivered even if the task
+      dies in between (:mod:`airflow_provider_dataforseo.watch`).
     - **No baseline yet**: the first check stores one and keeps waiting; with
       ``succeed_on_first_run=True`` it succeeds instead, with ``status`` ``"baseline_stored"`` and
       no changes.
     - **No data**: a target missing from a reply is never "lost": it keeps its stored values. A
       failed fetch stores nothing. A permanent API error (credentials, payment, invalid request)
-      fails the task with the API's message (``AirflowFailException``); transient ones are
-      retried by the hook, then by Airflow's ``retries``.
+      fails the task with the API's message (``AirflowFailException``); transient ones (5xx,
+      timeouts, storage errors, an unreadable targets file) are retried by the hook, then by
+      Airflow's ``retries``, in every mode, deferred too.
     - **Notifiers** (``BaseNotifier`` instances, e.g. ``SmtpNotifier``, ``SlackNotifier``) get the
       Airflow context plus ``backlinks_alert`` = ``{"subject", "text", "html", "changes",
       "counts"}``, so their templates can say ``"{{ backlinks_alert.subject }}"``. Sending is
@@ -78,10 +95,18 @@ class BacklinksChangeSensor(BaseSensorOperator):
         :class:`~airflow_provider_dataforseo.operators.bulk_pages_summary.BulkPagesSummaryOperator`.
     :param baseline_path: (templated) ObjectStoragePath URI of the folder that keeps baselines,
         e.g. ``"file:///data/dataforseo/baselines/"`` or ``"s3://aws_default@bucket/baselines/"``.
-        The file's name carries a hash of the targets, ``watch_fields`` and
-        ``include_subdomains``, so different watches never share one.
+        The file's name carries a hash of ``watch_id``, ``include_subdomains`` and
+        ``rank_scale``; the changes feed lies beside it.
     :param watch_fields: item fields to compare; default ``("lost_date", "broken_backlinks")``.
-    :param include_subdomains: request option (API default ``True``).
+    :param include_subdomains: (templated) request option (API default ``True``); ``"false"``,
+        ``"False"``, ``"0"`` (a rendered Param) mean ``False``
+        (:func:`~airflow_provider_dataforseo.flags.as_bool`).
+    :param rank_scale: (templated) ``"one_thousand"`` / ``"one_hundred"`` or ``None`` (API
+        default); matters for the ``rank`` fields.
+    :param watch_id: (templated) the watch's name, which keys its baseline file and feed; default
+        ``"<dag_id>.<task_id>"``, with ``[<map_index>]`` appended for a mapped task instance, so
+        the instances of ``.expand()`` keep baselines apart. Two sensors with the same
+        ``watch_id``, ``baseline_path`` and options share a baseline: give them different ones.
     :param dataforseo_conn_id: the DataForSEO connection.
     :param notifiers: ``BaseNotifier`` instances told about each change set.
     :param succeed_on_first_run: succeed (with no changes) when the first baseline is stored,
@@ -89,11 +114,18 @@ class BacklinksChangeSensor(BaseSensorOperator):
     :param max_active_requests: requests in flight per check, 1-30.
     :param hook_params: extra keyword arguments for :class:`DataForSeoHook` (timeouts, retries).
     :param deferrable: run the checks in the triggerer instead of a worker slot.
-    :raises ValueError: for bad ``watch_fields`` or ``max_active_requests``.
+    :raises ValueError: for bad ``watch_fields``, ``max_active_requests``, ``include_subdomains``
+        or ``rank_scale`` (templates are checked when rendered).
     :raises TypeError: when a notifier is not a ``BaseNotifier``.
     """
 
-    template_fields: Sequence[str] = ("targets", "baseline_path")
+    template_fields: Sequence[str] = (
+        "targets",
+        "baseline_path",
+        "include_subdomains",
+        "rank_scale",
+        "watch_id",
+    )
     ui_color = "#fbbc04"
 
     def __init__(
@@ -102,7 +134,9 @@ class BacklinksChangeSensor(BaseSensorOperator):
         targets: Any,
         baseline_path: str,
         watch_fields: Sequence[str] = DEFAULT_WATCH_FIELDS,
-        include_subdomains: bool = True,
+        include_subdomains: bool | str = True,
+        rank_scale: str | None = None,
+        watch_id: str | None = None,
         dataforseo_conn_id: str = DataForSeoHook.default_conn_name,
         notifiers: Sequence[BaseNotifier] | None = None,
         succeed_on_first_run: bool = False,
@@ -122,7 +156,13 @@ class BacklinksChangeSensor(BaseSensorOperator):
         self.targets = targets
         self.baseline_path = baseline_path
         self.watch_fields = check_watch_fields(watch_fields)
+        if not _is_template(include_subdomains):
+            as_bool(include_subdomains, "include_subdomains")  # refused now, naming the value
+        if not _is_template(rank_scale):
+            as_rank_scale(rank_scale)
         self.include_subdomains = include_subdomains
+        self.rank_scale = rank_scale
+        self.watch_id = watch_id
         self.dataforseo_conn_id = dataforseo_conn_id
         self.notifiers = list(notifiers or ())
         self.succeed_on_first_run = succeed_on_first_run
@@ -139,33 +179,74 @@ class BacklinksChangeSensor(BaseSensorOperator):
 
     # -- checks ----------------------------------------------------------------------------------
 
-    def _target_set(self) -> TargetSet:
+    def _raw_targets(self) -> list[Any] | str:
+        """The rendered ``targets`` as the user gave them: a text (or a file URI) as is, any other
+        iterable (a list, a tuple, a mapped task's ``LazyXComSequence``...) as a list of entries.
+
+        The one place where ``targets`` is coerced: the poke, the deferral (the trigger gets these
+        same raw entries and normalises them once, with the same function, so both key the
+        baseline alike) and the alert's ``inputs`` all start from it.
+
+        :raises AirflowFailException: for a value of an unsupported type.
+        """
+        if isinstance(self.targets, str):
+            return self.targets.strip() if is_storage_uri(self.targets) else self.targets
         try:
-            return read_targets(self.targets)
-        except (InvalidTargetsError, TypeError, ValueError) as exc:
+            return coerce_targets(self.targets)
+        except (TypeError, ValueError) as exc:
             raise AirflowFailException(str(exc)) from exc
 
-    def _store(self, target_set: TargetSet) -> BaselineStore:
+    def _target_set(self) -> TargetSet:
+        """The validated targets; bad input fails the task at once (no retry), a source that could
+        not be read this time (a missing or unreadable file, storage errors) is retried by Airflow.
+        """
+        try:
+            return read_targets(self._raw_targets())
+        except Exception as exc:
+            if is_permanent(exc):
+                raise AirflowFailException(str(exc)) from exc
+            raise
+
+    def _options(self) -> tuple[bool, str | None]:
+        """``(include_subdomains, rank_scale)`` as rendered, read by :mod:`.flags`."""
+        try:
+            return as_bool(self.include_subdomains, "include_subdomains"), as_rank_scale(self.rank_scale)
+        except ValueError as exc:
+            raise AirflowFailException(f"{exc}. Nothing was sent.") from exc
+
+    def _watch_id(self, context: Context) -> str:
+        """``watch_id`` as rendered, or ``"<dag_id>.<task_id>"`` (``"...[<map_index>]"`` when mapped)."""
+        if self.watch_id is not None and str(self.watch_id).strip():
+            return str(self.watch_id).strip()
+        map_index = getattr(context.get("ti"), "map_index", -1)
+        suffix = f"[{map_index}]" if isinstance(map_index, int) and map_index >= 0 else ""
+        return f"{self.dag_id}.{self.task_id}{suffix}"
+
+    def _store(self, context: Context) -> BaselineStore:
         if not isinstance(self.baseline_path, str) or not self.baseline_path.strip():
             raise AirflowFailException(
                 f"baseline_path must be an object storage URI, got {self.baseline_path!r}"
             )
+        include_subdomains, rank_scale = self._options()
         return BaselineStore(
             ObjectStoragePath(self.baseline_path.strip()),
-            targets=target_set.targets,
-            watch_fields=self.watch_fields,
-            include_subdomains=self.include_subdomains,
+            watch_id=self._watch_id(context),
+            include_subdomains=include_subdomains,
+            rank_scale=rank_scale,
         )
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         target_set = self._target_set()
-        post = partial(self.hook.bulk_pages_summary, include_subdomains=self.include_subdomains)
+        include_subdomains, rank_scale = self._options()
+        post = partial(
+            self.hook.bulk_pages_summary, include_subdomains=include_subdomains, rank_scale=rank_scale
+        )
         try:
             with fail_task_on_permanent_errors(BaselineError):
                 result = poll(
                     target_set,
                     post,
-                    self._store(target_set),
+                    self._store(context),
                     self.watch_fields,
                     max_active_requests=self.max_active_requests,
                 )
@@ -182,6 +263,16 @@ class BacklinksChangeSensor(BaseSensorOperator):
                 "No data this time for %d targets (their stored values are kept): %s",
                 len(result.without_data),
                 ", ".join(result.without_data[:50]),
+            )
+        if result.first_seen:
+            self.log.info(
+                "First values stored for %d new targets (no alert on first sight): %s",
+                len(result.first_seen),
+                ", ".join(result.first_seen[:50]),
+            )
+        if result.dropped:
+            self.log.info(
+                "Forgot %d targets no longer watched: %s", len(result.dropped), ", ".join(result.dropped[:50])
             )
         if result.status == BASELINE_STORED:
             self.log.info(
@@ -203,20 +294,24 @@ class BacklinksChangeSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         if self.deferrable:
-            self._defer()
+            self._defer(context)
         return self._deliver(context, super().execute(context))
 
-    def _defer(self) -> None:
-        target_set = self._target_set()  # bad input fails here, before deferring
-        self._store(target_set)
-        targets = self.targets.strip() if is_storage_uri(self.targets) else list(target_set.targets)
+    def _defer(self, context: Context) -> None:
+        self._target_set()  # bad input fails here, before deferring
+        include_subdomains, rank_scale = self._options()
+        store = self._store(context)
         end_at = datetime.now(timezone.utc) + timedelta(seconds=self.timeout)
         self.defer(
             trigger=BacklinksChangeTrigger(
-                targets=targets,
+                # the raw entries, not their normal form: the trigger normalises them once, with
+                # the same function, so both sides key the baseline alike
+                targets=self._raw_targets(),
                 baseline_path=str(self.baseline_path).strip(),
                 watch_fields=list(self.watch_fields),
-                include_subdomains=self.include_subdomains,
+                include_subdomains=include_subdomains,
+                rank_scale=rank_scale,
+                watch_id=store.watch_id,
                 dataforseo_conn_id=self.dataforseo_conn_id,
                 poke_interval=self.poke_interval,
                 commit_baseline=False,
@@ -251,20 +346,17 @@ class BacklinksChangeSensor(BaseSensorOperator):
         return self._deliver(context, event)
 
     def _deliver(self, context: Context, result: Any) -> Any:
-        """Notify, then store the delivered changes in the baseline; return the XCom value."""
+        """Append the changes to the feed, notify, then clear them from the outbox; return the XCom.
+
+        :raises OSError: when the feed cannot be written (the task fails and Airflow retries; the
+            changes stay pending, so the next try reports them again and writes each feed line once).
+        """
         if isinstance(result, dict) and result.get("changes"):
+            store = self._store(context)
+            written = deliver(store, result["changes"])
+            self.log.info("Changes feed: %d lines appended under %s", written, feed_of(store).folder)
             self._notify(context, result)
-            store = self._store(self._target_set())
-            if store.uri != result.get("baseline_uri"):
-                # the targets (e.g. a file) changed since the check: that is another watch now
-                self.log.warning(
-                    "The targets changed since the check (baseline %s, now %s); not storing the changes",
-                    result.get("baseline_uri"),
-                    store.uri,
-                )
-                return result
-            commit(store, result["changes"])
-            self.log.info("Stored the new values in %s", store.uri)
+            acknowledge(store, result["changes"])
         return result
 
     def _notify(self, context: Context, result: dict[str, Any]) -> None:
@@ -290,6 +382,11 @@ class BacklinksChangeSensor(BaseSensorOperator):
                 )
             else:
                 self.log.info("Notifier %s sent: %s", name, alert["subject"])
+
+
+def _is_template(value: object) -> bool:
+    """Whether ``value`` is a Jinja template still to render (checked after rendering instead)."""
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
 def send(notifier: BaseNotifier, context: Context) -> None:
