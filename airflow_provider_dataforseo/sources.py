@@ -14,13 +14,18 @@ What a ``targets`` value may be (:func:`open_source`):
   or gzip, in any encoding;
 - a sitemap (``.xml``, ``.xml.gz``) or a sitemap index, from object storage or ``http(s)://``.
 
-Files and text (:func:`iter_target_table`): the encoding comes from the BOM (UTF-8, UTF-16 LE/BE,
-UTF-32), else UTF-8, else charset-normalizer's guess, or ``encoding`` when given; the delimiter is
+Files and text (:func:`iter_target_table`): the encoding is ``encoding`` when given, else the
+BOM's (UTF-8, UTF-16 LE/BE, UTF-32), else UTF-16 without a BOM (:func:`utf16_without_bom`), else
+UTF-8, else Windows-1252 when the text is plausible (:func:`plausible_western`), else
+charset-normalizer's guess when it is confident (:func:`detect_encoding`); the delimiter is
 sniffed (tab, semicolon, comma); blank lines and lines starting with ``#`` are skipped but keep
 their place in the numbering (errors give the file's own 1-based line numbers). The first line is
 a header when one of its cells is a known column name (:data:`TARGET_COLUMN_NAMES`, case, spaces
 and ``_`` ignored), and that column is read; ``column`` (a header name, or a 0-based index) picks
-one. Without a header, a line that holds several cells is read as a table:
+one. Without a header, a line that holds several cells is read as a table only when the columns
+beside the targets are plainly not targets; a cell that looks like an attempted target
+(:func:`is_attempted_target`: ``http//b.com``, ``b.com c.com``) counts as a target, so it is read
+and refused naming its line, never dropped:
 
 - when every non-empty cell of every column is a target, every cell is one (``a.com, b.com``);
 - when exactly one column holds only targets and the others hold none (a rank, a click count),
@@ -101,6 +106,12 @@ _NUMERIC_RE = re.compile(r"[-+]?[\d.,\s']*\d[\d.,\s']*%?")
 _PLAUSIBLE_RE = re.compile(
     r"(?:https?://[^\s\"'<>]+|[\w-]+(?:\.[\w-]+)+\.?(?::\d+)?(?:/[^\s\"'<>]*)?)", re.IGNORECASE
 )
+#: A URL with a scheme written wrong (``http//``, ``https:/``, ``htp://``, ``https:example.com``).
+_BROKEN_URL_RE = re.compile(
+    r"[a-z][a-z0-9+.-]{1,9}(?::[/\\]{0,3}|[/\\]{1,3})[\w-]+(?:\.[\w-]+)+", re.IGNORECASE
+)
+#: What separates the targets a line holds when they are written on one line by mistake.
+_RUN_SEPARATORS_RE = re.compile(r"[\s,;]+")
 _HEADER_KEY_RE = re.compile(r"[\s_\-]+")
 #: A single value that is a local path (``/data/targets.txt``, ``~/x.csv``, ``./x.txt``), not a target.
 _PATH_RE = re.compile(r"(?:/|~/|\./|\.\./)[^\n,]*")
@@ -115,6 +126,8 @@ _BOM = "\ufeff"
 _GZIP_MAGIC = b"\x1f\x8b"
 #: Bytes of a file charset-normalizer looks at when the file is not UTF-8.
 _DETECT_BYTES = 1 << 20
+#: Bytes of a file looked at for UTF-16 without a BOM.
+_UTF16_SNIFF_BYTES = 4096
 #: Lines a quoted CSV field may span before the quote is taken as a stray character.
 _MAX_QUOTED_LINES = 20
 _SNIFF_LINES = 50
@@ -172,6 +185,26 @@ def is_sitemap_uri(value: object) -> bool:
 def is_plausible_target(value: object) -> bool:
     """Whether ``value`` looks like a URL or a host name: only such values of a file are shown."""
     return isinstance(value, str) and _PLAUSIBLE_RE.fullmatch(value.strip()) is not None
+
+
+def is_attempted_target(value: object) -> bool:
+    """Whether ``value`` looks like a target someone meant to write, valid or not: a URL or a host
+    (:func:`is_plausible_target`), a URL with a broken scheme (``http//b.com``, ``https:/b.com``,
+    ``htp://b.com``), or several of those run together (``b.com c.com``).
+
+    Such a value is shown in errors (cut short), and a column holding one is a column of targets,
+    never ignored. Anything else (``root:x:0:0:...``, ``Title 1``, ``v1.2 release``) is plainly not
+    a target.
+    """
+    if not isinstance(value, str):
+        return False
+    text = value.strip()
+    if is_plausible_target(text) or _BROKEN_URL_RE.match(text) is not None:
+        return True
+    pieces = [piece for piece in _RUN_SEPARATORS_RE.split(text) if piece]
+    return len(pieces) > 1 and all(
+        is_plausible_target(piece) or _BROKEN_URL_RE.match(piece) is not None for piece in pieces
+    )
 
 
 def is_target(value: str) -> bool:
@@ -255,10 +288,19 @@ class TargetSource:
 
     def shown(self, value: object, reason: str) -> tuple[object, str]:
         """What an error may show of a bad entry: inline values cut short; a file's values only
-        when they look like a URL or a host (never other content), and then the reason too."""
+        when they look like an attempted target (:func:`is_attempted_target`; never other
+        content), and then the reason too, with a hint for targets run together."""
+        if isinstance(value, str) and reason == "whitespace inside":
+            pieces = value.split()
+            if len(pieces) > 1 and all(is_attempted_target(piece) for piece in pieces):
+                reason += (
+                    ": give each target as its own item"
+                    if self.kind == "list"
+                    else ": put one target per line, or separate them with commas"
+                )
         if self.kind in ("list", "text"):
             return (cut(value) if isinstance(value, str) else value), reason
-        if is_plausible_target(value):
+        if is_attempted_target(value):
             return cut(str(value)), reason
         length = len(value) if isinstance(value, str) else 0
         return NotShown(length), reason if "'" not in reason and '"' not in reason else "not a target"
@@ -519,19 +561,24 @@ def _sniff_delimiter(sample: Sequence[str]) -> str:
             verdict = verdicts[cell] = target or numeric or header_key(cell) in TARGET_COLUMN_NAMES
         return verdict
 
-    best, best_score = ",", None
+    best, best_score, best_cells = ",", None, 0
     for delimiter in (",", "\t", ";"):
         if delimiter != "," and not any(delimiter in line for line in sample):
             continue
-        score = 0.0
+        score, count = 0.0, 0
         for line in sample:
             pieces = _tokens(line, delimiter)
             cells = _url_aware(pieces) if delimiter == "," else [text for text, _ in pieces]
             kept = [cell.strip() for cell in cells if cell.strip()]
             if kept:
                 score += sum(map(clean, kept)) / len(kept)
-        if best_score is None or score > best_score + 1e-9:
-            best, best_score = delimiter, score
+                count += len(kept)
+        if (
+            best_score is None
+            or score > best_score + 1e-9
+            or (score > best_score - 1e-9 and count > best_cells)  # a tie: the finer split
+        ):
+            best, best_score, best_cells = delimiter, score, count
     return best
 
 
@@ -567,7 +614,8 @@ class _Column:
         if self.targets and self.others:
             return  # mixed already: nothing more to learn
         target, numeric, reason = classify(cell)
-        if target:
+        if target or (not numeric and is_attempted_target(cell)):
+            # a bad target is still a target: its column is read and validation names the line
             self.targets += 1
             self.first_target = self.first_target or line
             self.numeric = False
@@ -874,35 +922,106 @@ def _bom_encoding(head: bytes) -> str | None:
     return None
 
 
-def detect_encoding(open_binary: Callable[[str], IO[bytes]], uri: str) -> str:
-    """The encoding of a file without a BOM that is not UTF-8.
+def utf16_without_bom(head: bytes) -> str | None:
+    """``"utf-16-le"`` / ``"utf-16-be"`` when ``head`` (a file's first bytes, no BOM) is UTF-16 of
+    mostly ASCII text: a NUL byte at (nearly) every odd position and (nearly) no even one is
+    little-endian, the reverse big-endian; else ``None``."""
+    pairs = len(head) // 2
+    if pairs < 2 or b"\x00" not in head:
+        return None
+    even = head[0 : pairs * 2 : 2].count(0)
+    odd = head[1 : pairs * 2 : 2].count(0)
+    for zeros, others, encoding in ((odd, even, "utf-16-le"), (even, odd, "utf-16-be")):
+        if zeros >= 0.6 * pairs and others <= 0.1 * pairs:
+            try:
+                codecs.getincrementaldecoder(encoding)().decode(head[: pairs * 2], final=False)
+            except UnicodeDecodeError:
+                return None
+            return encoding
+    return None
 
-    charset-normalizer looks at the first MiB. When what it finds is Latin script and Windows-1252
-    (Excel's "CSV" encoding in Western locales) decodes the bytes, Windows-1252 is chosen: on a few
-    lines the detector cannot tell Windows-1252 from its neighbours (``bücher.de`` alone reads as
-    cp1250 or cp775), and for the letters they share the result is the same. Otherwise its guess.
 
-    :raises TargetSourceError: when no encoding fits.
+#: Characters beyond ASCII that Western text holds besides letters (Windows-1252's punctuation).
+_WESTERN_MARKS: Final = frozenset("\u00a0\u20ac\u2018\u2019\u201c\u201d\u2013\u2014\u2022\u2026«»°·©®™§£¥¢¡¿")
+#: Controls a text file may hold: tab, line feed, form feed, carriage return.
+_TEXT_CONTROLS: Final = frozenset("\t\n\x0c\r")
+
+
+def plausible_western(text: str) -> bool:
+    """Whether ``text`` (bytes decoded as Windows-1252) reads as Western European text.
+
+    Implausible: a control character other than tab and line ends (C0, DEL; the C1 bytes
+    0x81 0x8D 0x8F 0x90 0x9D are undefined in Windows-1252 and fail to decode before this), a
+    character beyond ASCII that is neither a letter nor common punctuation (``³``, ``ƒ``, ``‰``:
+    what Central European or Cyrillic bytes become), three letters beyond ASCII in a row (a
+    Cyrillic word: ``ïðèâåò``), or more than 40 % of the letters beyond ASCII.
+    """
+    import unicodedata
+
+    letters = foreign = run = 0
+    for char in text:
+        if char < "\x80":
+            run = 0
+            if (char < " " and char not in _TEXT_CONTROLS) or char == "\x7f":
+                return False
+            letters += char.isalpha()
+            continue
+        if unicodedata.category(char).startswith("L"):
+            letters += 1
+            foreign += 1
+            run += 1
+            if run >= 3:
+                return False
+        elif char in _WESTERN_MARKS:
+            run = 0
+        else:
+            return False
+    return foreign <= 0.4 * letters
+
+
+#: A guess of charset-normalizer is used only at or below this "chaos" (share of odd characters),
+#: and when its language coherence is at least _SURE_COHERENCE or no other guess comes within
+#: _RIVAL_CHAOS of its chaos.
+_CONFIDENT_CHAOS: Final = 0.1
+_SURE_COHERENCE: Final = 0.2
+_RIVAL_CHAOS: Final = 0.05
+
+
+def detect_encoding(open_binary: Callable[[str], IO[bytes]], uri: str) -> tuple[str, str]:
+    """The encoding of a file without a BOM that is neither UTF-16 nor UTF-8, and how it was chosen.
+
+    Windows-1252 (what Excel writes for "CSV" in Western locales) whenever it decodes the first
+    MiB and the text is plausible (:func:`plausible_western`): on a few bytes no detector can tell
+    it from its neighbours (``https://example.com/\xe8`` reads as cp1006, ``a\xe7\xe3o`` as big5).
+    Otherwise charset-normalizer's guess, when it is confident: chaos <= 0.1, and a language
+    coherence >= 0.2 or no rival guess within 0.05 of its chaos.
+
+    :return: ``(encoding, how it was chosen)``, for the warning.
+    :raises TargetSourceError: when neither fits, asking for ``targets_encoding``.
     """
     import charset_normalizer
 
     with open_decompressed(open_binary, uri) as stream:
         sample = stream.read(_DETECT_BYTES)
-    best = charset_normalizer.from_bytes(sample).best()
-    latin = best is None or all("Latin" in a or a == "Control character" for a in best.alphabets)
-    if latin:
-        try:
-            sample.decode("cp1252")
-        except UnicodeDecodeError:
-            pass
-        else:
-            return "cp1252"
-    if best is None:
+    try:
+        text = sample.decode("cp1252")
+    except UnicodeDecodeError:
+        text = ""
+    if text and plausible_western(text):
+        return "cp1252", "Windows-1252: it decodes the bytes as Western European text"
+    matches = sorted(charset_normalizer.from_bytes(sample), key=lambda m: (m.chaos, -m.coherence))
+    best = matches[0] if matches else None
+    rivals = [m for m in matches[1:] if m.chaos <= (best.chaos if best else 0) + _RIVAL_CHAOS]
+    if best is None or best.chaos > _CONFIDENT_CHAOS or (best.coherence < _SURE_COHERENCE and rivals):
+        candidates = ", ".join(dict.fromkeys(str(m.encoding) for m in matches[:4]))
         raise TargetSourceError(
-            f"{uri}: the file is not UTF-8 and its encoding could not be detected: set targets_encoding "
-            "(e.g. 'cp1252', 'utf-16', 'latin-1')"
+            f"{uri}: the file is not UTF-8 nor Windows-1252 text, and its encoding cannot be told "
+            f"for sure{f' (it could be {candidates})' if candidates else ''}: set targets_encoding "
+            "to the file's encoding (e.g. 'cp1250', 'cp1251', 'shift_jis', 'utf-16')"
         )
-    return str(best.encoding)
+    foreign = sum(byte >= 0x80 for byte in sample)
+    how = f"guessed by charset-normalizer from {foreign} non-ASCII byte{'' if foreign == 1 else 's'}"
+    return str(best.encoding), how + (", few to be sure of" if foreign < 20 else "")
 
 
 def _decoded_lines(
@@ -918,6 +1037,12 @@ def _decoded_lines(
             try:
                 for line in text:
                     number += 1
+                    if "\x00" in line:
+                        raise TargetSourceError(
+                            f"{uri}: line {number} holds NUL characters when read as {chosen}: the file "
+                            "is in another encoding (UTF-16 or UTF-32 without a BOM?) or not text: set "
+                            "targets_encoding to the file's encoding (e.g. 'utf-16-le', 'utf-16-be')"
+                        )
                     yield line
             except UnicodeDecodeError as exc:
                 bad = _bad_line(open_binary, uri, chosen) or number + 1
@@ -979,11 +1104,26 @@ def iter_file_entries(
         yield from iter_target_table(_decoded_lines(open_binary, uri, encoding), name=uri, column=column)
         return
     with open_decompressed(open_binary, uri) as stream:
-        bom = _bom_encoding(stream.peek(4)[:4])
-        chosen = bom or ("utf-8" if _is_utf8(stream) else None)
+        head = stream.peek(_UTF16_SNIFF_BYTES)[:_UTF16_SNIFF_BYTES]
+        chosen = _bom_encoding(head[:4]) or utf16_without_bom(head)
+        if chosen is None and _is_utf8(stream):
+            chosen = "utf-8"
     if chosen is None:
-        chosen = detect_encoding(open_binary, uri)
-        log.warning("%s is not UTF-8: read as %s (set targets_encoding if that is wrong)", uri, chosen)
+        chosen, how = detect_encoding(open_binary, uri)
+        log.warning(
+            "%s is not UTF-8: read as %s (%s); if that is wrong, set targets_encoding to the file's "
+            "encoding (e.g. 'cp1250', 'cp1251', 'latin-1')",
+            uri,
+            chosen,
+            how,
+        )
+    elif chosen.startswith("utf-16-") and not _bom_encoding(head[:4]):
+        log.warning(
+            "%s has no BOM but NUL bytes at every other position: read as %s; if that is wrong, set "
+            "targets_encoding",
+            uri,
+            chosen,
+        )
     yield from iter_target_table(_decoded_lines(open_binary, uri, chosen), name=uri, column=column)
 
 
@@ -1043,11 +1183,11 @@ def iter_sitemap_entries(
     import defusedxml.ElementTree as safe_tree
     from defusedxml import DefusedXmlException
 
-    queue = [uri]
+    queue: list[tuple[str, str | None, int]] = [(uri, None, 0)]  # (sitemap, its index, entry)
     seen = {uri}
     urls = 0
     while queue:
-        current = queue.pop(0)
+        current, parent, entry = queue.pop(0)
         if len(files) >= max_files:
             raise TargetSourceError(
                 f"{uri}: the sitemap index names more than {max_files} sitemap files (limit "
@@ -1055,8 +1195,16 @@ def iter_sitemap_entries(
             )
         files.append(current)
         number = len(files) - 1
-        with open_decompressed(open_binary, current) as stream:
-            data = _read_limited(stream, SITEMAP_MAX_BYTES, current)
+        try:
+            with open_decompressed(open_binary, current) as stream:
+                data = _read_limited(stream, SITEMAP_MAX_BYTES, current)
+        except (TargetSourceError, OSError) as exc:
+            if parent is None:
+                raise
+            named = f"{exc} (named by entry {entry} of the sitemap index {parent})"
+            if isinstance(exc, TargetSourceError):
+                raise TargetSourceError(named) from None
+            raise type(exc)(named) from exc
         try:
             root = safe_tree.fromstring(data, forbid_dtd=True)
         except DefusedXmlException as exc:
@@ -1083,7 +1231,7 @@ def iter_sitemap_entries(
                 if text and text not in seen:
                     check_uri(text)
                     seen.add(text)
-                    queue.append(text)
+                    queue.append((text, current, position))
                 continue
             urls += 1
             if urls > max_urls:

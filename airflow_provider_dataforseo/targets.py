@@ -257,6 +257,8 @@ def _normalise_page(text: str, scheme: str) -> str:
         raise _TargetRejected(f"malformed URL ({shorten(str(exc))})") from None
     if parts.username is not None or parts.password is not None:
         raise _TargetRejected("URL carries user credentials")
+    if port == 0:
+        raise _TargetRejected("port 0 is no port a server listens on: give the page's real port, or none")
     host = _normalise_host(parts.hostname or "")
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
     if _CONTROL_RE.search(parts.path) or _CONTROL_RE.search(parts.query):

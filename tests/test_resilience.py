@@ -437,6 +437,13 @@ def test_cost_guard_refuses_to_start_above_the_estimate(emulator: Emulator, tmp_
     assert after["api_requests"] == before["api_requests"]  # nothing was sent
 
 
+def test_cost_guard_names_one_request_for_one_target_in_the_singular(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    with pytest.raises(AirflowFailException, match=r"^Cost guard: the plan of 1 request for 1 target \("):
+        run(emulator, tmp_path, targets=["example.com"], max_cost_usd=0.00001)
+
+
 def test_isolation_stops_at_the_cap_and_the_task_finishes_naming_what_it_could_not_settle(
     emulator: Emulator, tmp_path: Path
 ) -> None:

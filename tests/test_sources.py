@@ -76,6 +76,36 @@ def test_fixture_yields_its_expected_targets(name: str) -> None:
         normalise_target(entry)
 
 
+ERROR_FIXTURES = sorted(
+    p.name for p in FIXTURES.iterdir() if p.is_file() and (FIXTURES / f"{p.name}.error").exists()
+)
+
+
+def open_fixture(uri: str) -> IO[bytes]:
+    """:func:`open_local`, a missing file refused as ``targets_io.open_target_uri`` refuses it."""
+    try:
+        return open_local(uri)
+    except FileNotFoundError:
+        raise TargetSourceError(f"targets names {uri}, which does not exist") from None
+
+
+@pytest.mark.parametrize("name", ERROR_FIXTURES)
+def test_fixture_fails_before_any_request_with_its_expected_error(name: str) -> None:
+    """``NAME.error``: fragments the error must hold, one a line (nothing is read as a target)."""
+    fragments = (FIXTURES / f"{name}.error").read_text(encoding="utf-8").splitlines()
+    source = open_source(
+        uri_of(FIXTURES / name),
+        open_binary=open_fixture,
+        roots=[uri_of(FIXTURES) + "/", EXAMPLE_ORIGIN],
+        trusted=False,
+    )
+    with pytest.raises((TargetSourceError, InvalidTargetsError)) as info:
+        _normalise(source)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+
+
 def test_the_fixture_folder_covers_every_export_of_the_issue() -> None:
     assert len(FIXTURE_FILES) >= 14
     for fragment in ("gsc", "ahrefs", "semrush", "screaming_frog", "majestic", "cp1252", "semicolon"):
@@ -468,6 +498,10 @@ def sitemap_server() -> Iterator[str]:
     files["/sitemap-b.xml.gz"] = gzip.compress(
         f"<urlset {ns}><url><loc>https://shop.example.com/b</loc></url></urlset>".encode()
     )
+    files["/sitemap_index_missing.xml"] = (
+        f'<?xml version="1.0"?><sitemapindex {ns}><sitemap><loc>{base}/sitemap-a.xml</loc></sitemap>'
+        f"<sitemap><loc>{base}/sitemap_missing.xml</loc></sitemap></sitemapindex>"
+    ).encode()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -542,8 +576,6 @@ def test_written_in_any_format_read_back_equal(
     newline: str,
     blank: bool,
 ) -> None:
-    if encoding == "cp1252" and any("é" in t or "ü" in t for t in targets) and len(targets) < 3:
-        encoding = "utf-8"  # a few bytes are too little for a detector to be sure of a code page
     cell = lambda text: _csv_cell(text, delimiter, quote_all)  # noqa: E731
     rows: list[str] = []
     if layout == "list":
@@ -571,3 +603,152 @@ def test_written_in_any_format_read_back_equal(
     if packed:
         data = gzip.compress(data)
     assert list(open_source("file:///t", open_binary=lambda _: io.BytesIO(data))) == targets
+
+
+# ---------------------------------------------------------------------------------------------
+# A user-tester's findings after issue 11 (each example, and its kind)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a.com,b.com c.com",
+        "a.com, b.com c.com",
+        "a.com\tb.com c.com",
+        "a.com;b.com c.com",
+        "a.com, http//b.com",
+    ],
+)
+def test_a_cell_that_looks_like_a_target_is_never_an_ignored_column(text: str) -> None:
+    from airflow_provider_dataforseo.targets_io import read_targets_streaming
+
+    assert len(coerce_targets(text)) >= 2  # nothing thrown away as "a column holding no target"
+    with pytest.raises(InvalidTargetsError) as info:
+        read_targets_streaming(text)
+    assert "line 1, value 2" in str(info.value)
+    assert parse_target_file(text + "\n") == coerce_targets(text)  # files and text alike
+
+
+def test_targets_run_together_get_the_hint_to_split_them() -> None:
+    from airflow_provider_dataforseo.targets_io import read_targets_streaming
+
+    with pytest.raises(InvalidTargetsError) as info:
+        read_targets_streaming("a.com,b.com c.com")
+    assert "line 1, value 2: 'b.com c.com': whitespace inside: put one target per line, or separate" in str(
+        info.value
+    )
+    with pytest.raises(InvalidTargetsError, match="give each target as its own item"):
+        read_targets_streaming(["a.com", "b.com c.com"])
+
+
+def test_columns_of_plain_non_targets_beside_targets_are_still_a_table(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert coerce_targets("1,google.com\n2,b.com") == ["google.com", "b.com"]
+    assert parse_target_file('http://example.com/;"2,100";80\n') == ["http://example.com/"]
+    assert coerce_targets("7,a.com b.com") == ["a.com b.com"]  # the rank beside it: read, and refused
+    assert "ignoring column(s)" in caplog.text
+
+
+def test_inline_text_errors_give_1_based_lines() -> None:
+    from airflow_provider_dataforseo.targets_io import read_targets_streaming
+
+    with pytest.raises(InvalidTargetsError) as info:
+        read_targets_streaming("a.com\n\nhttp//b.com")
+    assert "line 3: 'http//b.com': malformed scheme 'http//': did you mean 'http://b.com'?" in str(info.value)
+    with pytest.raises(InvalidTargetsError) as info:
+        read_targets_streaming("http//b.com")
+    assert "line 1: 'http//b.com'" in str(info.value) and "#0" not in str(info.value)
+
+
+def _read_bytes(data: bytes) -> list[object]:
+    return list(open_source("file:///t.txt", open_binary=lambda _: io.BytesIO(data)))
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"https://example.com/\xe8\n", "https://example.com/%C3%A8"),  # was cp1006: /%EF%BB%9F
+        (b"https://example.pt/a\xe7\xe3o\n", "https://example.pt/a%C3%A7%C3%A3o"),  # was big5
+        ("größe.example.de\n".encode("cp1252"), normalise_target("größe.example.de")),
+        ("https://example.fr/€-prix\n".encode("cp1252"), "https://example.fr/%E2%82%AC-prix"),
+    ],
+)
+def test_short_western_files_are_read_as_windows_1252(
+    data: bytes, expected: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    [entry] = _read_bytes(data)
+    assert normalise_target(str(entry)) == expected
+    assert "read as cp1252" in caplog.text and "targets_encoding" in caplog.text
+
+
+def test_a_three_line_windows_1252_file_is_logged_as_cp1252(caplog: pytest.LogCaptureFixture) -> None:
+    read(uri_of(FIXTURES / "cp1252_three_lines.csv"))
+    assert "read as cp1252" in caplog.text and "cp1250" not in caplog.text.split("(e.g.")[0]
+
+
+def test_a_confident_guess_is_used_and_named_else_targets_encoding_is_asked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    russian = "Привет мир это пример текста на русском языке\nhttps://example.ru/страница\n"
+    assert _read_bytes(russian.encode("cp1251"))[-1] == "https://example.ru/страница"
+    assert "read as cp1251" in caplog.text and "guessed by charset-normalizer" in caplog.text
+    assert "set targets_encoding" in caplog.text
+    for short in ("https://example.ru/новости\n".encode("cp1251"), "żółć.example.pl\n".encode("cp1250")):
+        with pytest.raises(TargetSourceError, match="set targets_encoding") as info:
+            _read_bytes(short)
+        assert "cannot be told for sure" in str(info.value)
+
+
+def test_windows_1252_plausibility() -> None:
+    from airflow_provider_dataforseo.sources import plausible_western
+
+    assert plausible_western("bücher.de\nstraße.de\n")
+    assert plausible_western("https://example.com/è\r\n")
+    assert not plausible_western("ïðèâåò.ru")  # Cyrillic bytes read as Windows-1252
+    assert not plausible_western("¿ó³æ.pl")  # Polish bytes read as Windows-1252
+    assert not plausible_western("a.com\x01\n")  # a control character
+    with pytest.raises(UnicodeDecodeError):  # the undefined bytes never reach the check
+        b"a\x81b".decode("cp1252")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_bom_is_detected(encoding: str, caplog: pytest.LogCaptureFixture) -> None:
+    text = "a.com\r\nb.com\r\nbücher.de\r\n"
+    assert _read_bytes(text.encode(encoding)) == ["a.com", "b.com", "bücher.de"]
+    assert f"read as {encoding}" in caplog.text
+
+
+def test_nul_characters_fail_naming_the_encoding_not_line_by_line() -> None:
+    with pytest.raises(TargetSourceError) as info:
+        _read_bytes("a.com\nb.com\n".encode("utf-32-le"))
+    message = str(info.value)
+    assert "NUL characters" in message and "utf-8" in message and "targets_encoding" in message
+    with pytest.raises(TargetSourceError, match="NUL characters when read as cp1252"):
+        list(
+            open_source("file:///t.txt", open_binary=lambda _: io.BytesIO(b"a.com\x00\n"), encoding="cp1252")
+        )
+
+
+def test_file_values_that_attempt_a_target_are_shown_with_their_hint(tmp_path: Path) -> None:
+    listing = tmp_path / "t.txt"
+    listing.write_text("a.com\nhttp//b.com\nhttps:/c.com\nb.com c.com\n" + "https:/" + "x" * 300 + ".com\n")
+    with pytest.raises(InvalidTargetsError) as info:
+        _normalise(open_source(uri_of(listing), open_binary=open_local))
+    message = str(info.value)
+    assert "line 2: 'http//b.com': malformed scheme 'http//': did you mean 'http://b.com'?" in message
+    assert "line 3: 'https:/c.com': malformed scheme 'https:/'" in message
+    assert "line 4: 'b.com c.com': whitespace inside: put one target per line" in message
+    assert "line 5: 'https:/xxx" in message and "311 characters" in message
+    assert "value not shown" not in message
+
+
+def test_a_missing_sitemap_names_the_index_and_entry_listing_it(sitemap_server: str) -> None:
+    from airflow_provider_dataforseo.targets_io import read_targets_streaming
+
+    with pytest.raises(TargetSourceError) as info:
+        read_targets_streaming(f"{sitemap_server}/sitemap_index_missing.xml")
+    message = str(info.value)
+    assert f"{sitemap_server}/sitemap_missing.xml answered HTTP 404" in message
+    assert f"named by entry 2 of the sitemap index {sitemap_server}/sitemap_index_missing.xml" in message
