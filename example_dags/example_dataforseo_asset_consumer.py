@@ -139,6 +139,8 @@ def changes_feed_report(
     catchup=False,
     tags=["dataforseo", "example", "alert"],
     doc_md=__doc__,
+    # a task on a worker that dies is retried (reading the feed is free and repeatable)
+    default_args={"retries": 3, "retry_delay": pendulum.duration(minutes=1)},
 )
 def example_dataforseo_changes_feed_report() -> None:
     @task

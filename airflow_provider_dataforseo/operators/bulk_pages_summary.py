@@ -558,10 +558,9 @@ class BulkPagesSummaryOperator(BaseOperator):
         if not isinstance(rows, list) or not isinstance(manifest, dict):
             return None
         self.log.info(
-            "An earlier try of this task instance finished this work (%s): its %d rows are returned, "
-            "nothing is sent",
+            "An earlier try of this task instance finished this work (%s): its %s returned, nothing is sent",
             done,
-            len(rows),
+            counted(len(rows), "row is", "rows are"),
         )
         self._manifest = manifest
         return rows
