@@ -243,7 +243,8 @@ def check_connection_form(driver: WebDriver, api: str, out: Path, checks: Checks
     checks.check("'Use sandbox' is optional", "*" not in sandbox_label.text, sandbox_label.text)
     checks.check(
         "'Use sandbox' explains itself",
-        "https://sandbox.dataforseo.com" in dialog.text and "dummy data, no charge" in dialog.text,
+        # the help text names the Base URL field (airflow_provider_dataforseo.SANDBOX_DESCRIPTION)
+        "https://sandbox.dataforseo.com" in dialog.text and "Base URL field is empty" in dialog.text,
     )
 
     # Fill in and save; the stored connection must be what the hook reads.
@@ -256,7 +257,8 @@ def check_connection_form(driver: WebDriver, api: str, out: Path, checks: Checks
         assert field is not None
         field.send_keys(value)
     expand(driver, dialog, "Extra Fields")
-    click(driver, ".//label[@data-scope='switch'][@id='switch:element_sandbox']", dialog)
+    # the switch's own control: a click on the label's centre can land on its (two-line) help text
+    click(driver, ".//label[@id='switch:element_sandbox']//*[@data-part='control']", dialog)
     wait_for(driver, ".//label[@id='switch:element_sandbox'][@data-state='checked']", dialog)
     driver.save_screenshot(str(out / "connection-form-filled.png"))
     click(driver, ".//button[contains(., 'Save')][not(@disabled)]", dialog)
