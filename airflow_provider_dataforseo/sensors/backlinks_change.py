@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import BaseNotifier, BaseSensorOperator, ObjectStoragePath, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    AirflowTaskTimeout,
+    TaskDeferralTimeout,
+)
 
 from airflow_provider_dataforseo import api
 from airflow_provider_dataforseo.baseline import BaselineError, BaselineStore
@@ -42,7 +50,7 @@ from airflow_provider_dataforseo.watch import (
 from airflow_provider_dataforseo.wording import counted
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     from airflow.sdk import Context
 
@@ -53,6 +61,13 @@ if TYPE_CHECKING:
 ALERT_CONTEXT_KEY = "backlinks_alert"
 #: Changes named one by one in the task log (the rest are counted).
 LOGGED_CHANGES = 50
+#: The failures that ``soft_fail=True`` turns into a skip: running out of time (``timeout``, or
+#: ``execution_timeout``) without a change. Any other failure fails the task even with ``soft_fail``.
+SOFT_FAIL_SKIPS: tuple[type[BaseException], ...] = (
+    AirflowSensorTimeout,
+    AirflowTaskTimeout,
+    TaskDeferralTimeout,
+)
 
 
 class BacklinksChangeSensor(BaseSensorOperator):
@@ -91,6 +106,11 @@ class BacklinksChangeSensor(BaseSensorOperator):
       best-effort: a failing notifier is logged and never loses the change (it is in XCom).
     - **Deferrable** (``deferrable=True``, default from ``[operators] default_deferrable``): the
       checks run in :class:`BacklinksChangeTrigger` on the triggerer; ``timeout`` still applies.
+    - **soft_fail=True** skips the task only when ``timeout`` (or ``execution_timeout``) passes
+      without a change (:data:`SOFT_FAIL_SKIPS`), in every mode. Any other failure still fails the
+      task: a permanent API error or bad input at once (``AirflowFailException``, no retries), a
+      transient one with Airflow's ``retries``. (Airflow's own ``BaseSensorOperator`` would skip
+      those too.) ``never_fail=True`` keeps Airflow's meaning: every failure is a skip.
 
     :param targets: (templated) a list of targets, a text of them, or a file URI, as for
         :class:`~airflow_provider_dataforseo.operators.bulk_pages_summary.BulkPagesSummaryOperator`.
@@ -300,9 +320,42 @@ class BacklinksChangeSensor(BaseSensorOperator):
     # -- execution -------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
-        if self.deferrable:
-            self._defer(context)
-        return self._deliver(context, super().execute(context))
+        with self._soft_fail_skips_timeouts_only():
+            if self.deferrable:
+                self._defer(context)
+            result = super().execute(context)
+        return self._deliver(context, result)
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        """Resume after the trigger (see :meth:`execute_complete`); ``soft_fail`` skips only a timeout."""
+        with self._soft_fail_skips_timeouts_only():
+            return super().resume_execution(next_method, next_kwargs, context)
+
+    @contextmanager
+    def _soft_fail_skips_timeouts_only(self) -> Iterator[None]:
+        """Undo ``BaseSensorOperator``'s ``soft_fail`` skip of anything but a timeout.
+
+        Airflow's ``execute`` (poke) and ``resume_execution`` (deferred) turn any
+        ``AirflowFailException`` (resp. ``AirflowException``) into ``AirflowSkipException(...) from
+        error`` when ``soft_fail`` is set, so bad credentials or an empty account would end the task
+        green. Here the skip's cause is raised again instead, unless it is one of
+        :data:`SOFT_FAIL_SKIPS`. ``never_fail`` (exclusive with ``soft_fail``) is left as Airflow
+        defines it.
+
+        :raises AirflowFailException: a permanent DataForSEO error or bad input (the API's / the
+            input's message; no retries).
+        :raises AirflowException: a transient error the trigger reported (Airflow's ``retries`` apply).
+        """
+        try:
+            yield
+        except AirflowSkipException as skip:
+            failure = skip.__cause__
+            if not self.soft_fail or failure is None or isinstance(failure, SOFT_FAIL_SKIPS):
+                raise
+            self.log.warning(
+                "soft_fail skips only a timeout without change; failing on %s", type(failure).__name__
+            )
+            raise failure from failure.__cause__
 
     def _defer(self, context: Context) -> None:
         self._target_set()  # bad input fails here, before deferring
