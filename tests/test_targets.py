@@ -389,15 +389,21 @@ def _comma_urls(draw: st.DrawFn) -> str:
     """A valid page URL, often with commas (never ending in one, never holding ``://``).
 
     Before its query, no comma is followed by a whole target: ``https://a.com/,b.com`` is two
-    targets (issue 11), so such a URL cannot round-trip; nor by a number only: lines of the same
-    width with a column of numbers are a table (a header-less Search Console export).
+    targets (issue 11), so such a URL cannot round-trip; nor by a number only, after a comma, a
+    semicolon or a tab: lines of the same width with a column of numbers are a table (a
+    header-less Search Console export).
     """
     scheme = draw(st.sampled_from(["http", "https", "HTTPS"]))
     host = draw(st.sampled_from(["example.com", "a.example.org", "shop.co.uk"]))
     rest = draw(st.text(alphabet=_URL_CHARS, max_size=30).filter(lambda s: not s.endswith(",")))
     path = rest.partition("?")[0]
     assume(not any(is_target(piece) for piece in path.split(",")[1:]))
-    assume(not any(re.fullmatch(r"[-+]?[\d.,\s']*\d[\d.,\s']*%?", piece) for piece in rest.split(",")[1:]))
+    # the same holds for ";" and a tab, the other delimiters a table may use
+    assume(
+        not any(
+            re.fullmatch(r"[-+]?[\d.,\s']*\d[\d.,\s']*%?", piece) for piece in re.split(r"[,;\t]", rest)[1:]
+        )
+    )
     return f"{scheme}://{host}/{rest}"
 
 
