@@ -7,13 +7,16 @@ the file that exists.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import pendulum
 import pytest
 import requests
 from airflow.sdk import DAG
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_dataforseo.emulator import EmulatorConfig, EmulatorServer
 from airflow_provider_dataforseo.operators.bulk_pages_summary import BulkPagesSummaryOperator
@@ -113,3 +116,85 @@ def test_cost_guard_names_the_cap_set_and_what_earlier_cut_off_tries_may_have_pa
     # what the emulator really charged for the two cut-off attempts is within that bound
     charged = round(after["spent_usd"] - before["spent_usd"], 5)
     assert 0 < charged <= 2 * bound
+
+
+# ---------------------------------------------------------------------------------------------
+# A finished run's rows file changed afterwards
+# ---------------------------------------------------------------------------------------------
+
+FAST = {"retry_wait_min": 0.001, "retry_wait_max": 0.005}
+
+
+def _execute(out: Path, try_number: int) -> Any:
+    ti = SimpleNamespace(dag_id="d", task_id="fetch", run_id="run-1", map_index=-1, try_number=try_number)
+    operator = BulkPagesSummaryOperator(
+        task_id="fetch",
+        dataforseo_conn_id=CONN_ID,
+        targets=PAGES[:5],
+        output_path=out.as_uri() + "/",
+        hook_params=FAST,
+    )
+    return operator.execute({"ti": ti})  # type: ignore[arg-type]
+
+
+def test_a_rows_file_changed_after_the_run_finished_is_refused_not_paid_for_again(
+    server: EmulatorServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    first = _execute(out, 1)
+    rows_path = out / "bulk_pages_summary.jsonl"
+    recorded = rows_path.stat().st_size
+    assert first["uri"].endswith("bulk_pages_summary.jsonl") and recorded > 0
+    with rows_path.open("a", encoding="utf-8") as rows:
+        rows.write('{"target": "added-by-hand.example"}\n')
+    found = rows_path.stat().st_size
+    before = _stats(server)
+    with pytest.raises(AirflowFailException) as info:
+        _execute(out, 2)
+    assert str(info.value) == (
+        f"The rows file {rows_path.as_uri()} was changed after this task instance finished its work: "
+        f"the completion marker {rows_path.as_uri()}.checkpoint/done.json records {recorded} bytes, "
+        f"the file holds {found}. Nothing was sent, so that the work is not paid for twice: restore "
+        "the file, or delete it to fetch (and pay for) the work again."
+    )
+    assert _stats(server)["api_requests"] == before["api_requests"]  # nothing sent, nothing paid
+    assert rows_path.stat().st_size == found  # the user's file is left as it is
+    # deleting the rows file is the way to have the work done (and paid for) again: said at WARNING
+    rows_path.unlink()
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_dataforseo"):
+        again = _execute(out, 3)
+    assert _stats(server)["api_requests"] == before["api_requests"] + 1
+    assert rows_path.stat().st_size == recorded and again["items"] == first["items"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(
+        f"The rows file {rows_path.as_uri()} this task instance finished is gone" in text
+        and f"records {recorded} bytes" in text
+        and "fetched, and paid for, again" in text
+        for text in warnings
+    ), warnings
+
+
+# ---------------------------------------------------------------------------------------------
+# An output_path under an existing file
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("below", ["sub/r.jsonl", "r.jsonl", "sub/deeper/", "sub/"])
+def test_an_output_path_under_a_file_names_the_file_that_exists(
+    server: EmulatorServer, tmp_path: Path, below: str
+) -> None:
+    blocker = tmp_path / "isfile"
+    blocker.write_text("not a folder\n")
+    output_path = blocker.as_uri() + "/" + below
+    before = _stats(server)
+    operator = BulkPagesSummaryOperator(
+        task_id="fetch", dataforseo_conn_id=CONN_ID, targets=PAGES[:5], output_path=output_path
+    )
+    ti = SimpleNamespace(dag_id="d", task_id="fetch", run_id="run-1", map_index=-1, try_number=1)
+    with pytest.raises(AirflowFailException) as info:
+        operator.execute({"ti": ti})  # type: ignore[arg-type]
+    assert (
+        f"output_path {output_path!r}: {blocker.as_uri()} is an existing file where a folder is meant"
+        in str(info.value)
+    )
+    assert _stats(server)["api_requests"] == before["api_requests"]

@@ -16,6 +16,7 @@ from airflow_provider_dataforseo.checkpoint import (
     Checkpoint,
     Owner,
     PathInUseError,
+    RowsFileChangedError,
     WriterLock,
     plan_digest,
 )
@@ -180,6 +181,17 @@ def _targets_of(body: object) -> int | None:
         if isinstance(targets, list):
             return len(targets)
     return None
+
+
+def _existing_file(path: Any) -> Any:
+    """The nearest of ``path`` and its parents that is an existing file (``path`` when none is)."""
+    for candidate in (path, *path.parents):
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError:
+            continue
+    return path
 
 
 class BulkPagesSummaryOperator(BaseOperator):
@@ -608,7 +620,9 @@ class BulkPagesSummaryOperator(BaseOperator):
         try:
             rows_path.parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as exc:
-            raise refuse(rows_path.parent, "is an existing file where a folder is meant") from exc
+            raise refuse(
+                _existing_file(rows_path.parent), "is an existing file where a folder is meant"
+            ) from exc
         for path in (rows_path, manifest_path):
             if path is not None and path.is_dir():
                 raise refuse(path, "is a folder where the rows or manifest file is meant")
@@ -627,7 +641,10 @@ class BulkPagesSummaryOperator(BaseOperator):
             raise AirflowFailException(str(exc)) from exc
         ledger: SpendLedger | None = None
         try:
-            finished = checkpoint.finished()
+            try:
+                finished = checkpoint.finished()
+            except RowsFileChangedError as exc:
+                raise AirflowFailException(str(exc)) from exc
             if finished is not None:  # an earlier try did it all (and maybe died before success)
                 self.log.info(
                     "An earlier try of this task instance finished this work (%s): its manifest is "
