@@ -80,6 +80,10 @@ class CheckpointError(ValueError):
     """A checkpoint record is unusable; the message says why (the chunk is then fetched again)."""
 
 
+class RowsFileChangedError(RuntimeError):
+    """The rows file of finished work was changed since; the message names it and both sizes."""
+
+
 def chunk_digest(chunk: Sequence[str], options: Mapping[str, Any]) -> str:
     """The key of one request: SHA-256 of its targets and options, 32 hex digits.
 
@@ -339,7 +343,10 @@ class Checkpoint:
 
         It is returned when ``done.json`` exists, names this checkpoint's run (or no run is
         given) and plan (the same chunks and options), and the rows file still has the size the
-        marker recorded.
+        marker recorded. A rows file deleted since is logged (WARNING) and the work done again.
+
+        :raises RowsFileChangedError: when the rows file's size differs from the recorded one
+            (changed after the work finished): it is neither returned nor silently paid for again.
         """
         try:
             marker = json.loads((self.directory / DONE_FILE_NAME).read_text(encoding="utf-8"))
@@ -352,18 +359,26 @@ class Checkpoint:
         if marker.get("plan") != self.plan_digest:
             log.info("The work finished beside %s was for another plan: it is done again", self.rows_path)
             return None
+        recorded = marker.get("rows_bytes")
+        marker_path = self.directory / DONE_FILE_NAME
         try:
             size = self.rows_path.stat().st_size
         except OSError:
-            return None
-        if size != marker.get("rows_bytes"):
             log.warning(
-                "The completion marker beside %s records %s bytes, the file holds %d: the work is done again",
+                "The rows file %s this task instance finished is gone (the completion marker %s "
+                "records %s bytes): the work is fetched, and paid for, again",
                 self.rows_path,
-                marker.get("rows_bytes"),
-                size,
+                marker_path,
+                recorded,
             )
             return None
+        if size != recorded:
+            raise RowsFileChangedError(
+                f"The rows file {self.rows_path} was changed after this task instance finished its "
+                f"work: the completion marker {marker_path} records {recorded} bytes, the file holds "
+                f"{size}. Nothing was sent, so that the work is not paid for twice: restore the file, "
+                "or delete it to fetch (and pay for) the work again."
+            )
         return dict(marker["manifest"])
 
     def finish(self, manifest: Mapping[str, Any], rows_bytes: int) -> None:

@@ -228,6 +228,7 @@ def fetch_bulk_pages_summary(
     done: Mapping[int, ChunkOutcome] | None = None,
     on_chunk: Callable[[ChunkOutcome], None] | None = None,
     max_cost_usd: float | None = None,
+    unconfirmed_usd: float = 0.0,
     max_isolation_requests: int = DEFAULT_MAX_ISOLATION_REQUESTS,
     max_incomplete_retries: int = DEFAULT_MAX_INCOMPLETE_RETRIES,
     interrupt_grace_seconds: float = DEFAULT_INTERRUPT_GRACE_SECONDS,
@@ -263,6 +264,9 @@ def fetch_bulk_pages_summary(
         at its upper bound, beside the spend and the requests in flight before it is sent, and a
         request that is not a chunk's first (isolating refused targets, follow-ups) also beside
         what is still set aside for the plan.
+    :param unconfirmed_usd: what earlier tries may have spent beyond what ``done`` chunks cost
+        (replies never stored, requests whose reply was never read, at their upper bound), USD:
+        counted against ``max_cost_usd`` and named apart when a request is refused.
     :param max_isolation_requests: requests one chunk may spend isolating targets refused with
         40501 (see :func:`fetch_chunk`); the targets still unsettled then are reported in
         ``unresolved_targets`` and the run goes on.
@@ -296,6 +300,7 @@ def fetch_bulk_pages_summary(
         done=done,
         on_chunk=on_chunk,
         max_cost_usd=max_cost_usd,
+        unconfirmed_usd=unconfirmed_usd,
         max_isolation_requests=max_isolation_requests,
         max_incomplete_retries=max_incomplete_retries,
         interrupt_grace_seconds=interrupt_grace_seconds,
@@ -324,6 +329,7 @@ class FetchRun:
         done: Mapping[int, ChunkOutcome] | None = None,
         on_chunk: Callable[[ChunkOutcome], None] | None = None,
         max_cost_usd: float | None = None,
+        unconfirmed_usd: float = 0.0,
         max_isolation_requests: int = DEFAULT_MAX_ISOLATION_REQUESTS,
         max_incomplete_retries: int = DEFAULT_MAX_INCOMPLETE_RETRIES,
         interrupt_grace_seconds: float = DEFAULT_INTERRUPT_GRACE_SECONDS,
@@ -348,7 +354,9 @@ class FetchRun:
             index for index in range(len(chunks)) if index not in self.stored or self.stored[index].pending
         ]
         self.budget = CostBudget(
-            max_cost_usd, spent_usd=sum(outcome.cost_usd for outcome in self.stored.values())
+            max_cost_usd,
+            spent_usd=sum(outcome.cost_usd for outcome in self.stored.values()),
+            unconfirmed_usd=unconfirmed_usd,
         )
         self.first_error: BaseException | None = None
         self.running: dict[Future[ChunkOutcome], int] = {}
@@ -371,6 +379,7 @@ class FetchRun:
                 spent_usd=budget.spent_usd,
                 reserved_usd=0.0,
                 needed_usd=estimate,
+                unconfirmed_usd=budget.unconfirmed_usd,
                 what=f"the plan of {counted(len(todo), 'request')} for {counted(to_send, 'target')} "
                 "(requests x 0.02 USD + targets x 0.00003 USD)",
             )

@@ -234,10 +234,11 @@ class SpendLedger:
             ):
                 raise CostLimitExceededError(
                     max_cost_usd=usd(self._max_units),
-                    spent_usd=usd(self._settled + self._lost),
+                    spent_usd=usd(self._settled),
                     reserved_usd=usd(in_flight),
                     needed_usd=usd(amount),
                     what=what,
+                    unconfirmed_usd=usd(self._lost),
                 )
             self._next += 1
             entry = f"{self._try}-{self._next}"

@@ -243,37 +243,66 @@ def _check_count(name: str, value: object) -> None:
 class CostLimitExceededError(RuntimeError):
     """Sending the next request could take the spend over ``max_cost_usd``; it was not sent.
 
-    :param max_cost_usd: the limit, USD.
+    :param max_cost_usd: the limit the user set, USD.
     :param spent_usd: what replies reported as charged so far, USD.
     :param reserved_usd: the most that requests in flight may still cost, USD.
     :param needed_usd: the most the refused request could have cost, USD.
     :param what: the refused request, e.g. ``"a request of 1000 targets"``.
+    :param unconfirmed_usd: the most that earlier tries may have paid beyond ``spent_usd``, USD
+        (requests whose reply was never read, at their upper bound, or never stored), counted
+        against the limit.
     """
 
     def __init__(
-        self, *, max_cost_usd: float, spent_usd: float, reserved_usd: float, needed_usd: float, what: str
+        self,
+        *,
+        max_cost_usd: float,
+        spent_usd: float,
+        reserved_usd: float,
+        needed_usd: float,
+        what: str,
+        unconfirmed_usd: float = 0.0,
     ) -> None:
         self.max_cost_usd = max_cost_usd
         self.spent_usd = spent_usd
         self.reserved_usd = reserved_usd
         self.needed_usd = needed_usd
         self.what = what
+        self.unconfirmed_usd = unconfirmed_usd
+        total = spent_usd + unconfirmed_usd + reserved_usd + needed_usd
+        spent = f"Spent so far: {spent_usd:.5f} USD reported by replies"
+        if unconfirmed_usd > 0:
+            spent += (
+                f"; up to {spent_usd + unconfirmed_usd:.5f} USD counting what earlier tries may have "
+                "paid for requests whose reply was never read or never stored"
+            )
         super().__init__(
             f"Cost guard: {what} (up to {needed_usd:.5f} USD) could take the spend to "
-            f"{spent_usd + reserved_usd + needed_usd:.5f} USD, over max_cost_usd={max_cost_usd:.5f}; it was "
-            f"not sent. Spent so far: {spent_usd:.5f} USD. Raise max_cost_usd to go on: finished chunks "
-            "are kept and not paid for again."
+            f"{total:.5f} USD, over max_cost_usd={max_cost_usd:.5f}; it was not sent. {spent}. "
+            "Raise max_cost_usd to go on: finished chunks are kept and not paid for again."
         )
 
     def __reduce__(self) -> tuple[object, ...]:
         return (
             _rebuild_cost_error,
-            (self.max_cost_usd, self.spent_usd, self.reserved_usd, self.needed_usd, self.what),
+            (
+                self.max_cost_usd,
+                self.spent_usd,
+                self.reserved_usd,
+                self.needed_usd,
+                self.what,
+                self.unconfirmed_usd,
+            ),
         )
 
 
 def _rebuild_cost_error(
-    max_cost_usd: float, spent_usd: float, reserved_usd: float, needed_usd: float, what: str
+    max_cost_usd: float,
+    spent_usd: float,
+    reserved_usd: float,
+    needed_usd: float,
+    what: str,
+    unconfirmed_usd: float = 0.0,
 ) -> CostLimitExceededError:
     return CostLimitExceededError(
         max_cost_usd=max_cost_usd,
@@ -281,6 +310,7 @@ def _rebuild_cost_error(
         reserved_usd=reserved_usd,
         needed_usd=needed_usd,
         what=what,
+        unconfirmed_usd=unconfirmed_usd,
     )
 
 
@@ -309,14 +339,20 @@ class CostBudget:
     :param max_cost_usd: the limit, USD (> 0), or ``None`` for no limit (the spend is still
         counted).
     :param spent_usd: already spent (e.g. by finished chunks of an earlier try), USD.
+    :param unconfirmed_usd: what earlier tries may have spent beyond ``spent_usd`` (requests
+        whose reply was never read, at their upper bound), USD: counted against the limit, and
+        named apart in :class:`CostLimitExceededError`.
     :raises ValueError: for a limit that is not a positive finite number.
     """
 
-    def __init__(self, max_cost_usd: float | None = None, *, spent_usd: float = 0.0) -> None:
+    def __init__(
+        self, max_cost_usd: float | None = None, *, spent_usd: float = 0.0, unconfirmed_usd: float = 0.0
+    ) -> None:
         self.max_cost_usd = check_max_cost(max_cost_usd)
         self._max_units = None if self.max_cost_usd is None else _usd_units(self.max_cost_usd)
         self._lock = threading.Lock()
         self._spent = _usd_units(spent_usd)
+        self._unconfirmed = max(0, _usd_units(unconfirmed_usd))
         self._reserved = 0
         self._planned = 0  # set aside for planned requests not sent yet
 
@@ -325,6 +361,11 @@ class CostBudget:
         """What replies reported as charged, USD."""
         with self._lock:
             return self._spent / _UNITS_PER_USD
+
+    @property
+    def unconfirmed_usd(self) -> float:
+        """What earlier tries may have spent beyond :attr:`spent_usd`, USD."""
+        return self._unconfirmed / _UNITS_PER_USD
 
     @property
     def reserved_usd(self) -> float:
@@ -336,7 +377,7 @@ class CostBudget:
         """Whether spending ``amount_usd`` more (beyond the spend and reservations) passes the limit."""
         with self._lock:
             return self._max_units is not None and (
-                self._spent + self._reserved + _usd_units(amount_usd) > self._max_units
+                self._spent + self._unconfirmed + self._reserved + _usd_units(amount_usd) > self._max_units
             )
 
     def set_aside(self, planned_usd: float) -> None:
@@ -365,13 +406,15 @@ class CostBudget:
         with self._lock:
             drawn = min(units, self._planned) if planned else 0
             kept = self._planned - drawn
-            if self._max_units is not None and self._spent + self._reserved + kept + units > self._max_units:
+            spent = self._spent + self._unconfirmed
+            if self._max_units is not None and spent + self._reserved + kept + units > self._max_units:
                 raise CostLimitExceededError(
                     max_cost_usd=self._max_units / _UNITS_PER_USD,
                     spent_usd=self._spent / _UNITS_PER_USD,
                     reserved_usd=(self._reserved + kept) / _UNITS_PER_USD,
                     needed_usd=units / _UNITS_PER_USD,
                     what=what,
+                    unconfirmed_usd=self._unconfirmed / _UNITS_PER_USD,
                 )
             self._planned = kept  # a planned request's share is used up, whatever its outcome
             self._reserved += units

@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_dataforseo.checkpoint import Checkpoint, Owner, PathInUseError, WriterLock
+from airflow_provider_dataforseo.checkpoint import (
+    Checkpoint,
+    Owner,
+    PathInUseError,
+    RowsFileChangedError,
+    WriterLock,
+)
 from airflow_provider_dataforseo.ledger import (
     LedgerClosedError,
     LedgerError,
@@ -192,7 +198,8 @@ def test_a_finished_run_is_found_by_its_own_later_tries_only(tmp_path: Path) -> 
     assert Checkpoint(rows_path, CHUNKS, OPTIONS, run=RUN_B.key).finished() is None
     assert sorted(p.name for p in checkpoint.directory.iterdir()) == ["done.json", "run.json"]
     rows_path.write_text("changed since\n")
-    assert Checkpoint(rows_path, CHUNKS, OPTIONS, run=RUN_A.key).finished() is None
+    with pytest.raises(RowsFileChangedError, match=r"records 20 bytes, the file holds 14"):
+        Checkpoint(rows_path, CHUNKS, OPTIONS, run=RUN_A.key).finished()  # never silently paid again
     # another run taking the path over removes the marker (the clean-up rule)
     assert Checkpoint(rows_path, CHUNKS, OPTIONS, run=RUN_B.key).load() == {}
     assert sorted(p.name for p in checkpoint.directory.iterdir()) == ["run.json"]

@@ -16,6 +16,7 @@ from airflow_provider_dataforseo.checkpoint import (
     Checkpoint,
     Owner,
     PathInUseError,
+    RowsFileChangedError,
     WriterLock,
     plan_digest,
 )
@@ -180,6 +181,17 @@ def _targets_of(body: object) -> int | None:
         if isinstance(targets, list):
             return len(targets)
     return None
+
+
+def _existing_file(path: Any) -> Any:
+    """The nearest of ``path`` and its parents that is an existing file (``path`` when none is)."""
+    for candidate in (path, *path.parents):
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError:
+            continue
+    return path
 
 
 class BulkPagesSummaryOperator(BaseOperator):
@@ -608,7 +620,9 @@ class BulkPagesSummaryOperator(BaseOperator):
         try:
             rows_path.parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as exc:
-            raise refuse(rows_path.parent, "is an existing file where a folder is meant") from exc
+            raise refuse(
+                _existing_file(rows_path.parent), "is an existing file where a folder is meant"
+            ) from exc
         for path in (rows_path, manifest_path):
             if path is not None and path.is_dir():
                 raise refuse(path, "is a folder where the rows or manifest file is meant")
@@ -627,7 +641,10 @@ class BulkPagesSummaryOperator(BaseOperator):
             raise AirflowFailException(str(exc)) from exc
         ledger: SpendLedger | None = None
         try:
-            finished = checkpoint.finished()
+            try:
+                finished = checkpoint.finished()
+            except RowsFileChangedError as exc:
+                raise AirflowFailException(str(exc)) from exc
             if finished is not None:  # an earlier try did it all (and maybe died before success)
                 self.log.info(
                     "An earlier try of this task instance finished this work (%s): its manifest is "
@@ -731,7 +748,7 @@ class BulkPagesSummaryOperator(BaseOperator):
         remaining = [i for i in range(len(chunks)) if i not in stored or stored[i].pending]
         try:
             with fail_task_on_permanent_errors(CostLimitExceededError):
-                max_cost = self._cap_for_this_try(stored, remaining, chunks, ledger)
+                max_cost, unconfirmed = self._cap_for_this_try(stored, remaining, chunks, ledger)
                 hook = self.hook
                 if isinstance(hook, _WriteAheadHook):
                     hook.ledger = ledger  # every attempt is written to it before it is sent
@@ -744,6 +761,7 @@ class BulkPagesSummaryOperator(BaseOperator):
                     done=done,
                     on_chunk=on_chunk,
                     max_cost_usd=max_cost,
+                    unconfirmed_usd=unconfirmed,
                     on_interrupt=self.hook.limiter.close,  # no retry either, once interrupted
                 )
             return self._summary
@@ -756,30 +774,33 @@ class BulkPagesSummaryOperator(BaseOperator):
         remaining: Sequence[int],
         chunks: Sequence[Sequence[str]],
         ledger: SpendLedger | None,
-    ) -> float | None:
-        """``max_cost_usd`` less what earlier tries may have spent beyond the stored chunks' cost.
+    ) -> tuple[float | None, float]:
+        """``max_cost_usd`` and what earlier tries may have spent beyond the stored chunks' cost.
 
         The fetch counts stored chunks as spent; the ledger adds replies never stored and
-        attempts whose reply was never read (their upper bound). Nothing left to fetch: no cap at
-        all, so that paid chunks are always merged, whatever was spent.
+        attempts whose reply was never read (their upper bound): that extra, USD, is counted
+        against the cap the user set (which the cost guard's error names as it is). Nothing left
+        to fetch: no cap at all, so that paid chunks are always merged, whatever was spent.
 
+        :return: the cap (USD or ``None``) and the extra (USD).
         :raises CostLimitExceededError: when earlier tries left no room for what is left to fetch.
         """
         if self.max_cost_usd is None or not remaining:
-            return None
+            return None, 0.0
         if ledger is None:
-            return self.max_cost_usd
-        extra = max(0.0, ledger.upper_bound_usd - sum(outcome.cost_usd for outcome in stored.values()))
-        room = round(self.max_cost_usd - extra, 5)
-        if room > 0:
-            return room
+            return self.max_cost_usd, 0.0
+        kept = sum(outcome.cost_usd for outcome in stored.values())
+        extra = round(max(0.0, ledger.upper_bound_usd - kept), 5)
+        if round(self.max_cost_usd - extra, 5) > 0:
+            return self.max_cost_usd, extra
         to_send = sum(len(stored[i].pending) if i in stored else len(chunks[i]) for i in remaining)
         raise CostLimitExceededError(
             max_cost_usd=self.max_cost_usd,
-            spent_usd=ledger.upper_bound_usd,
+            spent_usd=kept,
             reserved_usd=0.0,
             needed_usd=estimate_cost_usd(len(remaining), to_send),
             what=f"the plan of {len(remaining)} requests for {to_send} targets left after earlier tries",
+            unconfirmed_usd=extra,
         )
 
     def _log_summary(
