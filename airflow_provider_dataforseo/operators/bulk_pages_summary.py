@@ -799,7 +799,10 @@ class BulkPagesSummaryOperator(BaseOperator):
             spent_usd=kept,
             reserved_usd=0.0,
             needed_usd=estimate_cost_usd(len(remaining), to_send),
-            what=f"the plan of {len(remaining)} requests for {to_send} targets left after earlier tries",
+            what=(
+                f"the plan of {counted(len(remaining), 'request')} for {counted(to_send, 'target')} "
+                "left after earlier tries"
+            ),
             unconfirmed_usd=extra,
         )
 
