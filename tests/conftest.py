@@ -21,8 +21,16 @@ os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 from typing import TYPE_CHECKING, Any  # noqa: E402
 
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 from airflow_provider_dataforseo.emulator import EmulatorConfig, EmulatorServer  # noqa: E402
+
+# CI (CI=true, as .ci/run runs) draws the same hypothesis examples every run, so a build passes or
+# fails on the code, not on the draw; a developer's run explores new examples each time (and keeps
+# the failing ones in .hypothesis/). A counterexample found locally becomes an @example.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    settings.load_profile("ci")
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
