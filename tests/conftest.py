@@ -119,6 +119,19 @@ def moto_s3() -> Iterator[str]:
         server.stop()
 
 
+def s3_client(endpoint_url: str) -> Any:
+    """A boto3 S3 client for the moto server at ``endpoint_url``, with :func:`aws_conn_json`'s keys."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing-key-id",
+        aws_secret_access_key="testing-secret-key",
+    )
+
+
 def aws_conn_json(endpoint_url: str) -> str:
     """An ``AIRFLOW_CONN_...`` JSON value for an ``aws`` connection to an S3-compatible endpoint."""
     import json

@@ -19,7 +19,7 @@ from airflow_provider_dataforseo.emulator.data import summary_item
 from airflow_provider_dataforseo.operators.bulk_pages_summary import BulkPagesSummaryOperator
 from airflow_provider_dataforseo.operators.plan import plan_bulk_pages_summary
 from airflow_provider_dataforseo.targets import normalise_targets
-from tests.conftest import EMULATOR_LOGIN, EMULATOR_PASSWORD, REPO, run_dag
+from tests.conftest import EMULATOR_LOGIN, EMULATOR_PASSWORD, REPO, run_dag, s3_client
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -191,20 +191,13 @@ def test_at_scale_dag_runs_the_same_with_s3_output(
     pytest.importorskip(
         "s3fs", reason="the [s3] extra (apache-airflow-providers-amazon[s3fs]) is not installed"
     )
-    import boto3
     from airflow.dag_processing.dagbag import DagBag
 
     from tests.conftest import aws_conn_json
 
     monkeypatch.setenv("AIRFLOW_CONN_SCALE_S3", aws_conn_json(moto_s3))
     monkeypatch.setenv("AIRFLOW__DATAFORSEO__ALLOWED_TARGET_ROOTS", "s3://scale_s3@scale/out/")
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_s3,
-        region_name="us-east-1",
-        aws_access_key_id="testing-key-id",
-        aws_secret_access_key="testing-secret-key",
-    )
+    s3 = s3_client(moto_s3)
     s3.create_bucket(Bucket="scale")
     dag = DagBag(dag_folder=str(DAG_FILE)).get_dag("example_dataforseo_at_scale")
     run = run_dag(

@@ -33,7 +33,7 @@ from airflow_provider_dataforseo.emulator.data import DATA_AS_OF, summary_item
 from airflow_provider_dataforseo.feed import ChangesFeed
 from airflow_provider_dataforseo.sensors.backlinks_change import BacklinksChangeSensor
 from airflow_provider_dataforseo.sources import parse_target_file
-from tests.conftest import REPO, aws_conn_json, conn_json, run_dag
+from tests.conftest import REPO, aws_conn_json, conn_json, run_dag, s3_client
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -392,16 +392,9 @@ def test_an_s3_baseline_and_feed(
     alerts_conn: EmulatorServer, tmp_path: Path, moto_s3: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("s3fs", reason="the [s3] extra is not installed")
-    import boto3
 
     monkeypatch.setenv("AIRFLOW_CONN_MOTO_ALERTS", aws_conn_json(moto_s3))
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_s3,
-        region_name="us-east-1",
-        aws_access_key_id="testing-key-id",
-        aws_secret_access_key="testing-secret-key",
-    )
+    s3 = s3_client(moto_s3)
     s3.create_bucket(Bucket="alerts-baselines")
     uri = "s3://moto_alerts@alerts-baselines/watches/"
     pages = PAGES[:30]

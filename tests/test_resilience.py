@@ -40,7 +40,7 @@ from airflow_provider_dataforseo.hooks.dataforseo import DataForSeoHook
 from airflow_provider_dataforseo.operators.bulk_pages_summary import BulkPagesSummaryOperator
 from airflow_provider_dataforseo.ratelimit import RequestLimiter, estimate_cost_usd
 from airflow_provider_dataforseo.targets import normalise_targets
-from tests.conftest import EMULATOR_LOGIN, EMULATOR_PASSWORD, REPO, conn_json, run_dag
+from tests.conftest import EMULATOR_LOGIN, EMULATOR_PASSWORD, REPO, conn_json, run_dag, s3_client
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -676,19 +676,12 @@ def test_chunk_digest_depends_on_targets_order_and_options() -> None:
 def test_checkpoint_on_s3_resumes_merges_and_leaves_only_the_rows_object(
     moto_s3: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import boto3
     from airflow.sdk import ObjectStoragePath
 
     from tests.conftest import aws_conn_json
 
     monkeypatch.setenv("AIRFLOW_CONN_CHECKPOINT_S3", aws_conn_json(moto_s3))
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_s3,
-        region_name="us-east-1",
-        aws_access_key_id="testing-key-id",
-        aws_secret_access_key="testing-secret-key",
-    )
+    s3 = s3_client(moto_s3)
     s3.create_bucket(Bucket="checkpoints")
     rows_path = ObjectStoragePath("s3://checkpoint_s3@checkpoints/run/rows.jsonl")
     first = Checkpoint(rows_path, SMALL, _options())

@@ -12,7 +12,6 @@ import json
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pendulum
 import pytest
 import requests
@@ -22,7 +21,7 @@ from airflow_provider_dataforseo.chunks import plan_chunks
 from airflow_provider_dataforseo.emulator.data import summary_item
 from airflow_provider_dataforseo.operators.bulk_pages_summary import BulkPagesSummaryOperator
 from airflow_provider_dataforseo.targets import normalise_targets
-from tests.conftest import REPO, aws_conn_json, run_dag
+from tests.conftest import REPO, aws_conn_json, run_dag, s3_client
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -39,13 +38,7 @@ START = pendulum.datetime(2026, 1, 1, tz="UTC")
 def s3(moto_s3: str, monkeypatch: pytest.MonkeyPatch) -> S3Client:
     """A boto3 client of the moto server, and ``AIRFLOW_CONN_MOTO_S3`` pointing Airflow at it."""
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", aws_conn_json(moto_s3))
-    return boto3.client(
-        "s3",
-        endpoint_url=moto_s3,
-        region_name="us-east-1",
-        aws_access_key_id="testing-key-id",
-        aws_secret_access_key="testing-secret-key",
-    )
+    return s3_client(moto_s3)
 
 
 def _bucket(s3: S3Client, name: str, *, versioned: bool = False) -> str:

@@ -25,7 +25,7 @@ from airflow_provider_dataforseo.operators.bulk_pages_summary import (
 )
 from airflow_provider_dataforseo.operators.plan import BulkPagesSummaryPlanOperator
 from airflow_provider_dataforseo.targets import normalise_targets
-from tests.conftest import EMULATOR_LOGIN, EMULATOR_PASSWORD, REPO, run_dag
+from tests.conftest import EMULATOR_LOGIN, EMULATOR_PASSWORD, REPO, run_dag, s3_client
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -179,20 +179,13 @@ def test_exports_and_sitemaps_in_s3_are_read_under_their_root(
     moto_s3: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("s3fs", reason="the [s3] extra is not installed")
-    import boto3
 
     from airflow_provider_dataforseo.sources import TargetSourceError
     from airflow_provider_dataforseo.targets_io import read_targets_streaming
     from tests.conftest import aws_conn_json
 
     monkeypatch.setenv("AIRFLOW_CONN_SOURCES_S3", aws_conn_json(moto_s3))
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_s3,
-        region_name="us-east-1",
-        aws_access_key_id="testing-key-id",
-        aws_secret_access_key="testing-secret-key",
-    )
+    s3 = s3_client(moto_s3)
     s3.create_bucket(Bucket="seo")
     fixtures = REPO / "tests" / "fixtures" / "targets"
     for name in ("ahrefs_backlinks_utf16le.tsv", "sitemap-posts.xml.gz", "excel_cp1252.csv"):

@@ -219,19 +219,12 @@ def test_on_s3_the_lock_is_a_conditional_create_and_a_second_writer_is_refused(
     moto_s3: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """s3fs sends ``If-None-Match: *`` for an exclusive create; S3 (and moto) answer 412 to the second."""
-    import boto3
     from airflow.sdk import ObjectStoragePath
 
-    from tests.conftest import aws_conn_json
+    from tests.conftest import aws_conn_json, s3_client
 
     monkeypatch.setenv("AIRFLOW_CONN_LOCK_S3", aws_conn_json(moto_s3))
-    boto3.client(
-        "s3",
-        endpoint_url=moto_s3,
-        region_name="us-east-1",
-        aws_access_key_id="testing-key-id",
-        aws_secret_access_key="testing-secret-key",
-    ).create_bucket(Bucket="locks")
+    s3_client(moto_s3).create_bucket(Bucket="locks")
     folder = ObjectStoragePath("s3://lock_s3@locks/run/rows.jsonl.checkpoint")
     first = WriterLock(folder, RUN_A, "s3://locks/run/rows.jsonl")
     first.acquire()
