@@ -103,20 +103,28 @@ def plan_chunks(
     code = "i" if len(targets) < 2**31 else "q"
     groups: list[array[int]] = []
     numbers: dict[str, int] = {}  # main domain -> group number
-    # host -> its main domain's group: one PSL look-up a host, kept out of main_domain()'s cache
-    by_host: dict[str, array[int]] = {}
+    # a target's origin ("https://host[:port]", or the domain itself) -> its main domain's group:
+    # one PSL look-up a host, kept out of main_domain()'s cache; the origin is the text before the
+    # first "/" after the scheme's (a host has 3 characters at least, so from position 8 on)
+    by_origin: dict[str, array[int]] = {}
+    by_host: dict[str, array[int]] = {}  # (http and https origins share a host)
     for i, target in enumerate(targets):
-        host = target_host(target)
-        group = by_host.get(host)
+        end = target.find("/", 8)
+        origin = target if end < 0 else target[:end]
+        group = by_origin.get(origin)
         if group is None:
-            domain = main_domain.__wrapped__(host) or host  # target_main_domain(), not memoised
-            number = numbers.get(domain)
-            if number is None:
-                number = numbers[domain] = len(groups)
-                groups.append(array(code))
-            group = by_host[host] = groups[number]
+            host = target_host(target)
+            group = by_host.get(host)
+            if group is None:
+                domain = main_domain.__wrapped__(host) or host  # target_main_domain(), not memoised
+                number = numbers.get(domain)
+                if number is None:
+                    number = numbers[domain] = len(groups)
+                    groups.append(array(code))
+                group = by_host[host] = groups[number]
+            by_origin[origin] = group
         group.append(i)
-    del by_host, numbers
+    del by_origin, by_host, numbers
     bins = plan_pieces([len(group) for group in groups], max_targets, max_main_domains)
     # targets in input order inside a chunk, chunks ordered by their earliest target
     chunks: list[array[int]] = []

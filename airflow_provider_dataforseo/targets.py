@@ -79,10 +79,14 @@ _PLAIN_NETLOC_RE = re.compile(r"[A-Za-z0-9.-]+(:[0-9]*)?")
 _URL_PLAIN = r"A-Za-z0-9\-._~!$&'()*+,;=:@/?"
 #: Uppercase escapes of the characters that stay escaped (all but the unreserved ones).
 _KEPT_ESCAPE = r"%(?:[01][0-9A-F]|2[0-9A-CF]|3[A-F]|40|5[B-E]|60|7[B-DF]|[89A-F][0-9A-F])"
+_PATH_PLAIN = _URL_PLAIN.replace("?", "")
+#: Written as runs of plain characters between escapes ("unrolled": ``[p]*(?:%XX[p]*)*``, which
+#: cannot backtrack, as an escape starts with ``%``, no plain character): ~3x faster than
+#: matching one character at a time.
 _PLAIN_PAGE_RE = re.compile(
     r"(https?)://([a-z0-9.-]+)"
-    rf"(/(?:[{_URL_PLAIN.replace('?', '')}]|{_KEPT_ESCAPE})*)?"
-    rf"(\?(?:[{_URL_PLAIN}]|{_KEPT_ESCAPE})+)?"
+    rf"(/[{_PATH_PLAIN}]*(?:{_KEPT_ESCAPE}[{_PATH_PLAIN}]*)*)?"
+    rf"(\?(?=.)[{_URL_PLAIN}]*(?:{_KEPT_ESCAPE}[{_URL_PLAIN}]*)*)?"
 )
 #: What :func:`_normalise_path_query` rewrites: an escape (any case), or a character not plain.
 _REQUOTE_RE = re.compile(rf"%[0-9A-Fa-f]{{2}}|[^{_URL_PLAIN}]")
@@ -202,6 +206,11 @@ def normalise_target(value: object) -> str:
     """
     if not isinstance(value, str):
         raise _TargetRejected(f"not a string but {type(value).__name__}")
+    # the usual case first: a page already in normal form but maybe for its host (no whitespace,
+    # nothing invisible: the pattern allows neither, so stripping would change nothing)
+    plain = _PLAIN_PAGE_RE.fullmatch(value)
+    if plain is not None and "/." not in value:
+        return _plain_page(value, plain)
     text = (value if value.isascii() else _INVISIBLE_RE.sub("", value)).strip()
     if not text:
         raise _TargetRejected("empty")
@@ -209,11 +218,7 @@ def normalise_target(value: object) -> str:
         raise _TargetRejected("whitespace inside")
     plain = _PLAIN_PAGE_RE.fullmatch(text)
     if plain is not None and "/." not in text:  # already normal but for the host
-        scheme, host, path, query = plain.groups()
-        result = f"{scheme}://{_normalise_host(host)}{path or '/'}{query or ''}"
-        if len(result) > MAX_TARGET_LENGTH:
-            raise _TargetRejected(f"longer than {MAX_TARGET_LENGTH} characters")
-        return result
+        return _plain_page(text, plain)
     broken = _BROKEN_SCHEME_RE.match(text)
     if broken is not None and text[: broken.end()].lower() != f"{broken.group(1).lower()}://":
         fixed = f"{broken.group(1).lower()}://{text[broken.end() :]}"
@@ -231,6 +236,22 @@ def normalise_target(value: object) -> str:
             raise _TargetRejected(f"a page needs its scheme: did you mean {hint!r}? (domains have no port)")
         raise _TargetRejected("not a URL with http:// or https://, nor a domain")
     return _normalise_domain(text)
+
+
+def _plain_page(text: str, plain: re.Match[str]) -> str:
+    """The normal form of ``text``, a page :data:`_PLAIN_PAGE_RE` matched: its host normalised.
+
+    ``text`` itself when its host already is (and its path is not empty): no copy is made.
+    """
+    scheme, host, path, query = plain.groups()
+    normal_host = _normalise_host(host)
+    if normal_host == host and path:
+        result = text
+    else:
+        result = f"{scheme}://{normal_host}{path or '/'}{query or ''}"
+    if len(result) > MAX_TARGET_LENGTH:
+        raise _TargetRejected(f"longer than {MAX_TARGET_LENGTH} characters")
+    return result
 
 
 def _file_path_reason(text: str) -> str:
@@ -375,7 +396,10 @@ def count_main_domains(targets: Iterable[str]) -> int:
     One Public Suffix List look-up per distinct host, not memoised: counting 1,000,000 targets
     does not fill :func:`main_domain`'s cache (~10 MB kept for the process's life).
     """
-    hosts = {target_host(target) for target in targets}
+    # origins first ("https://host" or the domain: the text before the first "/" after the
+    # scheme's; a host has 3 characters at least): one slice a target instead of a parse
+    origins = {target if (end := target.find("/", 8)) < 0 else target[:end] for target in targets}
+    hosts = {target_host(origin) for origin in origins}
     return len({main_domain.__wrapped__(host) or host for host in hosts})
 
 
@@ -425,12 +449,29 @@ def normalise_distinct(values: Iterable[object]) -> tuple[list[str], dict[str, l
     extra: dict[str, list[str]] = {}
     errors: list[tuple[int, object, str]] = []
     position = -1
+    plain_page = _PLAIN_PAGE_RE.fullmatch
+    normal_hosts: set[str] = set()  # hosts already in normal form, met in this call
     for position, value in enumerate(values):
-        try:
-            target = normalise_target(value)
-        except ValueError as exc:
-            errors.append((position, value, str(exc)))
-            continue
+        # normalise_target's first case inlined (a page in normal form whose host is known to be
+        # normal: the value itself), ~40 % of the time of 100,000 such pages; anything else
+        # goes through normalise_target (tests/test_targets.py checks that both agree)
+        plain = plain_page(value) if type(value) is str else None
+        if (
+            plain is not None
+            and plain[2] in normal_hosts
+            and plain[3]
+            and "/." not in value
+            and len(value) <= MAX_TARGET_LENGTH
+        ):
+            target = value
+        else:
+            try:
+                target = normalise_target(value)
+            except ValueError as exc:
+                errors.append((position, value, str(exc)))
+                continue
+            if plain is not None and _normalise_host(plain[2]) == plain[2]:
+                normal_hosts.add(plain[2])
         text: str = value  # type: ignore[assignment]  # normalise_target accepts only str
         if target not in seen:
             seen[target] = None

@@ -147,6 +147,37 @@ def test_the_plain_page_fast_path_gives_what_urlsplit_gives(scheme: str, host: s
         assert targets_module.target_host(target) == (urlsplit(target).hostname or "")
 
 
+PAGES_ON_FEW_HOSTS = st.builds(
+    lambda scheme, host, tail: f"{scheme}://{host}{tail}",
+    st.sampled_from(["http", "https", "HTTPS"]),
+    st.sampled_from(["a.com", "A.com", "www.b.co.uk", "x.y.example", "bad..com", "co.uk", "c.com:443"]),
+    URL_TAIL,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(PAGES_ON_FEW_HOSTS | plausible_targets(), min_size=1, max_size=12))
+def test_normalise_distinct_gives_what_normalise_target_gives_one_by_one(values: list[str]) -> None:
+    # normalise_distinct inlines normalise_target's first case (a plain page on a host met
+    # before): the result, and every refusal with its position, must be the one-by-one result
+    expected: dict[str, None] = {}
+    refused = []
+    for position, value in enumerate(values):
+        try:
+            expected.setdefault(targets_module.normalise_target(value), None)
+        except ValueError as exc:
+            refused.append((position, value, str(exc)))
+    try:
+        distinct, _, count = targets_module.normalise_distinct(values)
+    except InvalidTargetsError as error:
+        event("refused")
+        assert error.errors == refused
+        return
+    event("accepted")
+    assert not refused
+    assert distinct == list(expected) and count == len(values)
+
+
 @settings(max_examples=200, deadline=None)
 @given(value=JSON | st.text(max_size=60) | st.sets(st.text(max_size=3), max_size=2))
 @example(value="/")

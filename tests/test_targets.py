@@ -825,3 +825,12 @@ def test_an_unquoted_url_with_commas_in_a_middle_csv_column_is_joined_back() -> 
     text = 'url,rank\nhttps://ex.com/?a=1,2,5\n"https://ex.com/?q=x,y",6\nb.com,7\n'
     assert parse_target_file(text) == ["https://ex.com/?a=1,2", "https://ex.com/?q=x,y", "b.com"]
     assert parse_target_file("id,url,rank\n1,https://ex.com/?a=1,2,5\n") == ["https://ex.com/?a=1,2"]
+
+
+def test_a_long_page_that_is_not_plain_takes_the_general_path_at_once() -> None:
+    # the plain-page pattern is written so that it cannot backtrack: a 2,000-character path
+    # ending in a character to encode used to be matched one character at a time, and a nested
+    # "runs of characters" pattern would take exponential time here
+    page = "https://a.com/" + "a" * 2000 + "<"
+    assert normalise_target(page) == "https://a.com/" + "a" * 2000 + "%3C"
+    assert normalise_target("https://a.com/?" + "%41b" * 400 + "^") == "https://a.com/?" + "Ab" * 400 + "%5E"
