@@ -31,6 +31,7 @@ from airflow_provider_dataforseo.isolation import RefusalSearch
 from airflow_provider_dataforseo.ratelimit import (
     CostBudget,
     CostLimitExceededError,
+    RequestsStoppedError,
     estimate_cost_usd,
     request_cost_bound_usd,
 )
@@ -233,13 +234,14 @@ def fetch_bulk_pages_summary(
     max_incomplete_retries: int = DEFAULT_MAX_INCOMPLETE_RETRIES,
     interrupt_grace_seconds: float = DEFAULT_INTERRUPT_GRACE_SECONDS,
     on_interrupt: Callable[[], None] | None = None,
+    standby_chunks: int = 0,
 ) -> FetchSummary:
     """Fetch every chunk, at most ``max_active_requests`` at a time, and hand rows to ``sink``.
 
     Each chunk is fetched by :func:`fetch_chunk` (40501 isolation, follow-ups of incomplete
     replies). Slots freed by finished chunks are refilled before their rows are written, so at
-    most ``2 x max_active_requests`` chunks' rows are held at once. Rows reach ``sink`` a whole
-    chunk at a time, in the order chunks complete, from the calling thread only; then
+    most ``2 x (max_active_requests + standby_chunks)`` chunks' rows are held at once. Rows reach
+    ``sink`` a whole chunk at a time, in the order chunks complete, from the calling thread only; then
     ``on_chunk`` gets the chunk's :class:`ChunkOutcome` (to record it in a checkpoint). When a
     chunk fails for good, no further chunk is started and ``on_interrupt`` stops the others'
     retries; those in flight get ``interrupt_grace_seconds`` to finish and their rows are still
@@ -281,16 +283,28 @@ def fetch_bulk_pages_summary(
     :param on_interrupt: called first in either case, to stop every further HTTP attempt,
         retries and backoff waits inside ``post`` included (the operator passes its limiter's
         :meth:`~airflow_provider_dataforseo.ratelimit.RequestLimiter.close`).
+    :param standby_chunks: chunks started beyond ``max_active_requests`` (default 0), for a
+        ``post`` whose :class:`~airflow_provider_dataforseo.ratelimit.RequestLimiter` lets at most
+        ``max_active_requests`` requests be in flight (the operator's hook): they wait in the
+        limiter, so that a request slot freed when a reply's body has been read is taken at once,
+        while that reply is still being decoded, instead of after it (on a busy CPU, when many
+        replies arrive together). Up to that many more requests may thus leave between a chunk's
+        failure and the end of the run (each within ``max_cost_usd``). With a ``post`` that no
+        such limiter guards, leave it 0, or more than ``max_active_requests`` requests would be
+        in flight.
     :return: the :class:`FetchSummary`.
     :raises CostLimitExceededError: before anything is sent when the estimate does not fit
         ``max_cost_usd``, or while running before a request that might not fit.
     :raises Exception: the first error a chunk raised (a
         :class:`~airflow_provider_dataforseo.exceptions.DataForSeoError` names the request's target
         count and first targets), after chunks in flight finished.
-    :raises ValueError: when ``max_active_requests`` is below 1 (nothing could ever be sent).
+    :raises ValueError: when ``max_active_requests`` is below 1 (nothing could ever be sent) or
+        ``standby_chunks`` below 0 (naming the value).
     """
     if max_active_requests < 1:
         raise ValueError(f"max_active_requests must be at least 1, got {max_active_requests!r}")
+    if standby_chunks < 0:
+        raise ValueError(f"standby_chunks must be at least 0, got {standby_chunks!r}")
     run = FetchRun(
         target_set,
         chunks,
@@ -305,6 +319,7 @@ def fetch_bulk_pages_summary(
         max_incomplete_retries=max_incomplete_retries,
         interrupt_grace_seconds=interrupt_grace_seconds,
         on_interrupt=on_interrupt,
+        standby_chunks=standby_chunks,
     )
     return run.run()
 
@@ -334,12 +349,15 @@ class FetchRun:
         max_incomplete_retries: int = DEFAULT_MAX_INCOMPLETE_RETRIES,
         interrupt_grace_seconds: float = DEFAULT_INTERRUPT_GRACE_SECONDS,
         on_interrupt: Callable[[], None] | None = None,
+        standby_chunks: int = 0,
     ) -> None:
         self.target_set = target_set
         self.chunks = chunks
         self.post = post
         self.sink = sink
         self.max_active_requests = max_active_requests
+        #: chunks running at once: those in flight and those waiting for a request slot
+        self.max_running = max_active_requests + standby_chunks
         self.on_chunk = on_chunk
         self.max_isolation_requests = max_isolation_requests
         self.max_incomplete_retries = max_incomplete_retries
@@ -406,7 +424,7 @@ class FetchRun:
     def run(self) -> FetchSummary:
         """Fetch every chunk still to do; return the summary or raise the first error."""
         self.check_estimate()
-        self.pool = DaemonPool(self.max_active_requests, name="dataforseo")
+        self.pool = DaemonPool(self.max_running, name="dataforseo")
         try:
             self.start()
             while self.running and self.first_error is None:
@@ -434,7 +452,7 @@ class FetchRun:
             not self.stopping
             and self.first_error is None
             and self.position < len(self.todo)
-            and len(self.running) < self.max_active_requests
+            and len(self.running) < self.max_running
         ):
             index = self.todo[self.position]
             self.position += 1
@@ -480,6 +498,9 @@ class FetchRun:
                 counted(error.outcome.targets, "target"),
             )
             error = error.cause
+        if isinstance(error, RequestsStoppedError) and self.stopping:
+            log.info("Request %d/%d not sent: the run was stopped", index + 1, len(self.chunks))
+            return
         if error is not None:
             log.error("Request %d/%d failed: %s", index + 1, len(self.chunks), error)
             return

@@ -126,6 +126,8 @@ def _run_ours(targets: list[str], hook: Any, sink: Any, concurrency: int) -> dic
         functools.partial(hook.bulk_pages_summary, raw_items=True),  # as the operator's file output
         sink,
         max_active_requests=concurrency,
+        # as the operator (BulkPagesSummaryOperator._standby_chunks): the hook's limiter holds 30
+        standby_chunks=concurrency if concurrency > 1 and hook.limiter.max_in_flight <= concurrency else 0,
     )
     return _fetched(summary, plan_s, concurrency)
 

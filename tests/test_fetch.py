@@ -12,6 +12,7 @@ from airflow_provider_dataforseo import api
 from airflow_provider_dataforseo.chunks import plan_chunks
 from airflow_provider_dataforseo.exceptions import DataForSeoPaymentError, DataForSeoServerError
 from airflow_provider_dataforseo.fetch import FetchSummary, Row, fetch_bulk_pages_summary, rows_for_chunk
+from airflow_provider_dataforseo.ratelimit import RequestLimiter
 from airflow_provider_dataforseo.responses import TaskResult
 from airflow_provider_dataforseo.targets import TargetSet, normalise_targets
 
@@ -427,6 +428,44 @@ def test_freed_slots_are_refilled_before_finished_rows_are_written(target_set: T
     summary = fetch_bulk_pages_summary(target_set, chunks, post, sink, max_active_requests=1)
     assert waited == [True]
     assert summary.requests == 2 and summary.items == 6
+
+
+def test_standby_chunks_take_a_request_slot_freed_while_earlier_replies_are_decoded(
+    target_set: TargetSet, chunks: list[list[str]]
+) -> None:
+    # two requests in flight at most (the limiter), two chunks standing by: while the first two
+    # replies are still being decoded (their slots freed once their bodies were read), the next
+    # two requests are already on their way; without standby chunks they would wait
+    limiter = RequestLimiter(max_in_flight=2, requests_per_minute=None)
+    first_two = {chunks[0][0], chunks[1][0]}
+    sent: list[str] = []
+    both_sent_meanwhile = threading.Event()
+    decoded = threading.Event()
+
+    def post(chunk: list[str]) -> TaskResult:
+        with limiter.request():  # the HTTP exchange: request out, body read
+            sent.append(chunk[0])
+            if len(sent) == 4:
+                both_sent_meanwhile.set()
+        # the first two "decode" until two more requests have been sent
+        if chunk[0] in first_two and both_sent_meanwhile.wait(WAIT):
+            decoded.set()
+        return fake_result(chunk)
+
+    sink = Sink()
+    summary = fetch_bulk_pages_summary(
+        target_set, chunks, post, sink, max_active_requests=2, standby_chunks=2
+    )
+    assert decoded.is_set()
+    assert limiter.peak_in_flight <= 2  # the limiter, not the pool, bounds what is in flight
+    assert summary.requests == len(chunks) and len(sink.rows) == len(target_set)
+
+
+def test_standby_chunks_below_zero_are_refused(target_set: TargetSet) -> None:
+    with pytest.raises(ValueError, match="standby_chunks must be at least 0, got -1"):
+        fetch_bulk_pages_summary(
+            target_set, [target_set.targets], fake_result, Sink(), max_active_requests=1, standby_chunks=-1
+        )
 
 
 def test_raw_items_give_the_same_rows_as_dict_items(target_set: TargetSet) -> None:

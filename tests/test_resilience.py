@@ -369,9 +369,10 @@ def test_a_fault_that_never_clears_fails_with_its_code_and_writes_no_rows(
     assert not (tmp_path / "bulk_pages_summary.jsonl").exists()  # nothing half-written, no duplicates
     before, after, _ = run.last  # type: ignore[attr-defined]
     assert after["spent_usd"] == before["spent_usd"]
-    # 8 chunks in flight: the first to fail used its 3 attempts; then the others' retries stop
+    # 8 chunks in flight and 8 standing by for a request slot (they take the slots of chunks
+    # waiting out a backoff): the first to fail used its 3 attempts; then the others' retries stop
     # (the task is failing: nothing waits on them but the grace period)
-    assert 8 + 2 <= after["api_requests"] - before["api_requests"] <= 8 * 3
+    assert 8 + 2 <= after["api_requests"] - before["api_requests"] <= 16 * 3
     assert Checkpoint(tmp_path / "bulk_pages_summary.jsonl", CHUNKS, _options()).load() == {}
 
 

@@ -7,7 +7,7 @@ import logging
 import math
 import socket
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from importlib.metadata import PackageNotFoundError, version
@@ -209,12 +209,30 @@ class DataForSeoHook(BaseHook):
 
     # -- requests ----------------------------------------------------------------------------
 
-    def _send(self, method: str, endpoint: str, body: object | None, raw_items: bool = False) -> TaskResult:
-        """One HTTP exchange, no retry: transport faults become :class:`DataForSeoServerError`."""
+    def _send(
+        self,
+        method: str,
+        endpoint: str,
+        body: object | None,
+        raw_items: bool = False,
+        on_slot: Callable[[], object] | None = None,
+    ) -> TaskResult:
+        """One HTTP exchange, no retry: transport faults become :class:`DataForSeoServerError`.
+
+        The limiter's request slot is held from just before the request leaves until its body has
+        been read; the reply is decoded after the slot is freed, so that a request waiting for a
+        slot leaves meanwhile.
+
+        :param on_slot: called once the slot is held, just before the request leaves (the
+            operator's write-ahead spend ledger records the attempt there); what it raises is
+            raised, nothing sent.
+        """
         url = f"{self.base_url}{endpoint}"
         try:
             session = self.get_conn()
             with self.limiter.request():
+                if on_slot is not None:
+                    on_slot()
                 deadline = Deadline(self.request_deadline)
                 response = session.request(
                     method, url, json=body, timeout=deadline.timeout(self.timeout), stream=True

@@ -138,35 +138,52 @@ def storage_path(uri: str) -> ObjectStoragePath:
 class _WriteAheadHook(DataForSeoHook):
     """The DataForSEO hook, each HTTP attempt of a bulk request written to a spend ledger first.
 
-    With :attr:`ledger` set, every attempt (retries inside the hook included) is recorded before it
-    is sent (:meth:`SpendLedger.begin`, which also refuses it past ``max_cost_usd``), then settled
-    with the reply's cost, released when the API answered with an error status (nothing charged),
-    or kept as possibly paid when no reply was read (timeout, dropped connection, garbled body).
+    With :attr:`ledger` set, every attempt (retries inside the hook included) is recorded once it
+    holds its request slot, just before it is sent (:meth:`SpendLedger.begin`, which also refuses
+    it past ``max_cost_usd``; a chunk waiting for a slot has nothing recorded), then settled with
+    the reply's cost, released when the API answered with an error status (nothing charged), or
+    kept as possibly paid when no reply was read (timeout, dropped connection, garbled body).
     """
 
     ledger: SpendLedger | None = None
 
-    def _send(self, method: str, endpoint: str, body: object | None, raw_items: bool = False) -> Any:
+    def _send(
+        self,
+        method: str,
+        endpoint: str,
+        body: object | None,
+        raw_items: bool = False,
+        on_slot: Callable[[], object] | None = None,
+    ) -> Any:
         ledger = self.ledger
         targets = _targets_of(body)
         if ledger is None or targets is None:
-            return super()._send(method, endpoint, body, raw_items)
-        entry = ledger.begin(request_cost_bound_usd(targets), f"a request of {targets} targets")
+            return super()._send(method, endpoint, body, raw_items, on_slot)
+        begun: list[str] = []  # this attempt's ledger entry, once it holds its request slot
+
+        def begin() -> None:
+            if on_slot is not None:
+                on_slot()
+            begun.append(ledger.begin(request_cost_bound_usd(targets), f"a request of {targets} targets"))
+
         try:
-            result = super()._send(method, endpoint, body, raw_items)
+            result = super()._send(method, endpoint, body, raw_items, begin)
         except RequestsStoppedError:
-            ledger.release(entry)  # never sent
+            for entry in begun:
+                ledger.release(entry)  # never sent
             raise
         except DataForSeoError as exc:
-            if exc.status_code is not None and exc.status_code >= _FIRST_API_STATUS:
-                ledger.release(entry)  # the API refused the task: nothing charged
-            else:
-                ledger.lose(entry)
+            for entry in begun:
+                if exc.status_code is not None and exc.status_code >= _FIRST_API_STATUS:
+                    ledger.release(entry)  # the API refused the task: nothing charged
+                else:
+                    ledger.lose(entry)
             raise
         except BaseException:
-            ledger.lose(entry)
+            for entry in begun:
+                ledger.lose(entry)
             raise
-        ledger.settle(entry, result.cost_usd)
+        ledger.settle(begun[0], result.cost_usd)
         return result
 
 
@@ -758,6 +775,7 @@ class BulkPagesSummaryOperator(BaseOperator):
                     post,
                     sink,
                     max_active_requests=self.max_active_requests,
+                    standby_chunks=self._standby_chunks(),
                     done=done,
                     on_chunk=on_chunk,
                     max_cost_usd=max_cost,
@@ -767,6 +785,19 @@ class BulkPagesSummaryOperator(BaseOperator):
             return self._summary
         finally:
             self.hook.close()
+
+    def _standby_chunks(self) -> int:
+        """Chunks that wait for a request slot beside those in flight (see ``fetch_bulk_pages_summary``).
+
+        ``max_active_requests`` of them when more than one request may be in flight and the hook's
+        limiter keeps them to ``max_active_requests`` (``hook_params`` may give another limiter):
+        a slot freed when a reply's body has been read is then taken at once while that reply is
+        decoded. None with one request in flight: each reply is then checked before the next
+        request leaves.
+        """
+        if self.max_active_requests > 1 and self.hook.limiter.max_in_flight <= self.max_active_requests:
+            return self.max_active_requests
+        return 0
 
     def _cap_for_this_try(
         self,
