@@ -448,30 +448,31 @@ def normalise_distinct(values: Iterable[object]) -> tuple[list[str], dict[str, l
     errors: list[tuple[int, object, str]] = []
     position = -1
     plain_page = _PLAIN_PAGE_RE.fullmatch
-    normal_hosts: set[str] = set()  # hosts already in normal form, met in this call
     for position, value in enumerate(values):
-        # normalise_target's first case inlined (a page in normal form on a host met before in
-        # normal form: the value itself), sparing two calls and a look-up per target; anything
-        # else goes through normalise_target (tests/test_properties.py checks that both agree)
+        # normalise_target's first case inlined (a page in normal form on a host in normal form:
+        # the value itself, no copy), sparing a call per target; anything else goes through
+        # normalise_target (tests/test_properties.py checks that both agree)
         plain = plain_page(value) if isinstance(value, str) else None
-        target: str
+        target: str | None = None
         if (
             isinstance(value, str)
             and plain is not None
-            and plain[2] in normal_hosts
             and plain[3]
             and "/." not in value
             and len(value) <= MAX_TARGET_LENGTH
         ):
-            target = value
-        else:
+            host = plain[2]
+            try:
+                if _normalise_host(host) == host:  # memoised: the targets of one site share it
+                    target = value
+            except _TargetRejected:
+                pass  # normalise_target gives the reason
+        if target is None:
             try:
                 target = normalise_target(value)
             except ValueError as exc:
                 errors.append((position, value, str(exc)))
                 continue
-            if plain is not None and _normalise_host(plain[2]) == plain[2]:
-                normal_hosts.add(plain[2])
         text: str = value  # type: ignore[assignment]  # normalise_target accepts only str
         if target not in seen:
             seen[target] = None
