@@ -1,0 +1,348 @@
+"""End to end on a real scheduler: the at-scale DAG (plan -> mapped fetch -> merge) next to one
+BulkPagesSummaryOperator in one task, over the same targets file, on the Celery deployment.
+
+The ``scale_timing`` stage of ``scripts/deployment_check.py``; run it with::
+
+    bash scripts/deployment_test.sh --stages scale_timing [--scale-targets 100000] \\
+        [--scale-latencies 0.3,1] [--scale-requests-per-group 20]
+
+(``deployment_test.sh`` builds the deployment's venv, Postgres, Redis, CeleryExecutor with two
+workers of concurrency 4, scheduler, dag-processor, triggerer, api-server, and the emulator as its own
+process with the API's limits on). Not part of the default stages: CI does not run it.
+
+For each emulator latency (the emulator is restarted with ``--latency``), one run of each DAG, one
+after the other, over one deterministic targets file (``benchmarks/datasets.py``, ``realistic``
+shape, seed 5) written under ``<output root>/example_dataforseo_at_scale/`` where both DAGs may read
+it. The ``dataforseo`` pool gets 30 slots (the API's simultaneous limit; no trigger polls the API
+during this stage): 3 mapped fetches of 10 requests in flight at once, or the one task's 30.
+
+Timings come from the metadata DB through the REST API (``dag_run.queued_at``/``start_date``/
+``end_date``, ``task_instance.queued_dttm``/``start_date``/``end_date``):
+
+- **wall**: the DAG run's ``end_date - queued_at``.
+- **replay**: the same task run times (``end_date - start_date`` of each task instance) replayed
+  with no gap at all: the DAG's dependencies, mapped tasks started greedily in ``map_index`` order
+  on the slots the pool allows (``30 // pool_slots``, at most the workers' 8): the wall a scheduler
+  with zero overhead would reach with these tasks.
+- **overhead** = wall - replay: what scheduling, queueing in Celery and starting task processes
+  add; shown per task instance and per mapped task instance.
+- **gap** of a task instance = its ``start_date`` minus when it could have started (its upstream's
+  last ``end_date``; for a mapped task also when a pool slot freed: with ``k`` slots, the end of the
+  task ``k`` places before it in start order), and **queued -> start** (``start_date -
+  queued_dttm``: Celery hand-off and task process start-up).
+
+Checks (not of time): every run succeeded; rows unique, one per item, and exactly the targets the
+emulator has data for; the two DAGs paid the same requests and cost the same; the emulator saw
+<= 30 requests in flight, no refusal, and was paid exactly the requests the manifests report.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from benchmarks.datasets import generate
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+AT_SCALE_DAG = "example_dataforseo_at_scale"
+ONE_TASK_DAG = "benchmark_dataforseo_one_task"
+ONE_TASK_FILE = Path(__file__).resolve().parent / "dags" / f"{ONE_TASK_DAG}.py"
+#: The pool's slots during the stage: the API's simultaneous limit.
+POOL_SLOTS = 30
+#: Task slots of the deployment's workers (2 Celery workers, concurrency 4).
+WORKER_SLOTS = 8
+RUN_TIMEOUT = 1800
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def dags_folder(work: Path, example_dags: Path) -> Path:
+    """``<work>/dags``: links to the example DAGs and to the benchmark's one-task DAG."""
+    folder = work / "dags"
+    folder.mkdir(exist_ok=True)
+    for path in [*sorted(example_dags.glob("*.py")), ONE_TASK_FILE]:
+        (folder / path.name).symlink_to(path)
+    return folder
+
+
+def write_targets(output_root: Path, n: int, shape: str) -> Path:
+    """The targets file both DAGs read (deterministic: ``datasets.generate(n, shape)``)."""
+    path = output_root / AT_SCALE_DAG / f"benchmark-{shape}-{n}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(generate(n, shape)) + "\n", encoding="utf-8")
+    return path
+
+
+def known_targets(path: Path) -> set[str]:
+    """The normalised targets of the file the emulator has data for (the rows must be these)."""
+    from airflow_provider_dataforseo.emulator.data import summary_item
+    from airflow_provider_dataforseo.targets import normalise_targets
+
+    targets = path.read_text(encoding="utf-8").split()
+    return {t for t in normalise_targets(targets).targets if summary_item(t) is not None}
+
+
+def read_rows(uris: Sequence[str]) -> list[str]:
+    """The ``target`` of every row of the JSON Lines files (``file://`` URIs)."""
+    rows: list[str] = []
+    for uri in uris:
+        with Path(uri.removeprefix("file://")).open(encoding="utf-8") as handle:
+            rows.extend(json.loads(line)["target"] for line in handle)
+    return rows
+
+
+def when(text: str | None) -> float:
+    """An API timestamp as POSIX seconds."""
+    if not text:
+        raise ValueError("a finished run's timestamp is missing")
+    return datetime.fromisoformat(text).timestamp()
+
+
+def greedy_makespan(ready: float, durations: Sequence[float], slots: int) -> float:
+    """When the last of ``durations`` ends, each started as soon as one of ``slots`` is free."""
+    free = [ready] * min(slots, max(1, len(durations)))
+    for duration in durations:
+        free.sort()
+        free[0] += duration
+    return max(free)
+
+
+def slot_free_times(starts_ends: Sequence[tuple[float, float]], slots: int) -> list[float]:
+    """For task instances in start order, when the pool slot each one took was last freed: the
+    end of the one ``slots`` places earlier among the ends so far (``-inf`` for the first ``slots``)."""
+    out: list[float] = []
+    ends: list[float] = []
+    for _, end in starts_ends:
+        ends.sort()
+        out.append(ends[len(ends) - slots] if len(ends) >= slots else float("-inf"))
+        ends.append(end)
+    return out
+
+
+def timing(run: dict[str, Any], tis: list[dict[str, Any]], order: Sequence[str]) -> dict[str, Any]:
+    """Wall, replay, overhead and gaps of one finished run whose tasks form the chain ``order``
+    (a stage with several task instances is a mapped task)."""
+    queued, started, ended = when(run["queued_at"]), when(run["start_date"]), when(run["end_date"])
+    stages: list[dict[str, Any]] = []
+    replay = 0.0
+    previous_end = started
+    gaps: list[float] = []
+    mapped_gaps: list[float] = []
+    queue_waits: list[float] = []
+    for task_id in order:
+        group = sorted((ti for ti in tis if ti["task_id"] == task_id), key=lambda ti: when(ti["start_date"]))
+        spans = [(when(ti["start_date"]), when(ti["end_date"])) for ti in group]
+        durations = [end - start for start, end in spans]
+        mapped = len(group) > 1 or group[0]["map_index"] >= 0
+        slots = min(POOL_SLOTS // int(group[0].get("pool_slots") or 1), WORKER_SLOTS) if mapped else 1
+        by_index = [
+            when(ti["end_date"]) - when(ti["start_date"])
+            for ti in sorted(group, key=lambda ti: ti["map_index"])
+        ]
+        replay = greedy_makespan(replay, by_index, slots)
+        stage_gaps = [
+            start - max(previous_end, free)
+            for (start, _), free in zip(spans, slot_free_times(spans, slots), strict=True)
+        ]
+        waits = [when(ti["start_date"]) - when(ti["queued_when"]) for ti in group if ti.get("queued_when")]
+        gaps.extend(stage_gaps)
+        queue_waits.extend(waits)
+        if mapped:
+            mapped_gaps.extend(stage_gaps)
+        stages.append(
+            {
+                "task_id": task_id,
+                "mapped": mapped,
+                "instances": len(group),
+                "slots": slots,
+                "run_s": [round(d, 2) for d in durations],
+                "run_min_mean_max_s": [
+                    round(min(durations), 2),
+                    round(sum(durations) / len(durations), 2),
+                    round(max(durations), 2),
+                ],
+                "span_s": round(max(end for _, end in spans) - min(start for start, _ in spans), 2),
+                "gap_mean_s": round(sum(stage_gaps) / len(stage_gaps), 2),
+                "queued_to_start_mean_s": round(sum(waits) / len(waits), 2) if waits else None,
+                "hosts": sorted({str(ti.get("hostname")) for ti in group}),
+            }
+        )
+        previous_end = max(end for _, end in spans)
+    wall = ended - queued
+    n_mapped = sum(stage["instances"] for stage in stages if stage["mapped"])
+    overhead = wall - replay
+    return {
+        "wall_s": round(wall, 2),
+        "queued_to_start_s": round(started - queued, 2),
+        "replay_s": round(replay, 2),
+        "overhead_s": round(overhead, 2),
+        "task_instances": len(tis),
+        "mapped_task_instances": n_mapped,
+        "overhead_per_task_instance_s": round(overhead / len(tis), 2),
+        "overhead_per_mapped_task_instance_s": round(overhead / n_mapped, 2) if n_mapped else None,
+        "gap_mean_s": round(sum(gaps) / len(gaps), 2),
+        "mapped_gap_mean_s": round(sum(mapped_gaps) / len(mapped_gaps), 2) if mapped_gaps else None,
+        "queued_to_start_mean_s": round(sum(queue_waits) / len(queue_waits), 2) if queue_waits else None,
+        "stages": stages,
+    }
+
+
+def run_dag(dep: Any, dag_id: str, conf: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    run_id = dep.trigger(dag_id, conf)
+    state = dep.wait_run(dag_id, run_id, RUN_TIMEOUT)
+    run = dep.rest("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
+    return run_id, state, run
+
+
+def check_rows(checks: Any, what: str, rows: list[str], items: int, expected: set[str]) -> None:
+    distinct = set(rows)
+    checks.check(f"{what}: one row per item", len(rows) == items, f"({len(rows)} rows, {items} items)")
+    checks.check(f"{what}: rows unique", len(rows) == len(distinct), f"({len(distinct)} distinct)")
+    checks.check(
+        f"{what}: every target with data answered",
+        distinct == expected,
+        f"({len(expected)} expected; missing {len(expected - distinct)}, extra {len(distinct - expected)})",
+    )
+
+
+def one_latency(
+    dep: Any, checks: Any, targets_uri: str, expected: set[str], latency: float, requests_per_group: int
+) -> dict[str, Any]:
+    """One run of each DAG at one emulator latency; their timings and manifests."""
+    paid_before = dep.stats()["paid_requests"]
+    result: dict[str, Any] = {"latency_s": latency}
+
+    run_id, state, run = run_dag(
+        dep, AT_SCALE_DAG, {"targets_uri": targets_uri, "requests_per_group": requests_per_group}
+    )
+    checks.check(f"[{latency} s] at-scale run succeeded", state == "success", state)
+    if state == "success":
+        tis = dep.task_instances(AT_SCALE_DAG, run_id)
+        merged = dep.xcom(AT_SCALE_DAG, run_id, "merge")
+        stored = json.loads(Path(merged["uri"].removeprefix("file://")).read_text())
+        check_rows(
+            checks, f"[{latency} s] at-scale", read_rows(stored["part_uris"]), merged["items"], expected
+        )
+        result["at_scale"] = {
+            **timing(run, tis, ("make_targets", "plan", "fetch", "merge")),
+            "manifest": {k: merged.get(k) for k in ("parts", "targets", "items", "requests", "cost_usd")},
+        }
+
+    run_id, state, run = run_dag(dep, ONE_TASK_DAG, {"targets_uri": targets_uri})
+    checks.check(f"[{latency} s] one-task run succeeded", state == "success", state)
+    if state == "success":
+        tis = dep.task_instances(ONE_TASK_DAG, run_id)
+        manifest = dep.xcom(ONE_TASK_DAG, run_id, "fetch")
+        check_rows(
+            checks, f"[{latency} s] one task", read_rows([manifest["uri"]]), manifest["items"], expected
+        )
+        result["one_task"] = {
+            **timing(run, tis, ("fetch",)),
+            "manifest": {k: manifest.get(k) for k in ("targets", "items", "requests", "cost_usd")},
+        }
+
+    stats = dep.stats()
+    result["emulator"] = {k: stats[k] for k in ("paid_requests", "peak_in_flight", "refused", "spent_usd")}
+    checks.check(
+        f"[{latency} s] peak requests in flight <= 30", stats["peak_in_flight"] <= 30, stats["peak_in_flight"]
+    )
+    checks.check(
+        f"[{latency} s] no 40209/40202 refusals", not any(stats["refused"].values()), stats["refused"]
+    )
+    if "at_scale" in result and "one_task" in result:
+        a, b = result["at_scale"]["manifest"], result["one_task"]["manifest"]
+        checks.check(
+            f"[{latency} s] same targets, items, requests and cost both ways",
+            all(a[k] == b[k] for k in ("targets", "items", "requests", "cost_usd")),
+            f"(at scale {a}, one task {b})",
+        )
+        paid = stats["paid_requests"] - paid_before
+        checks.check(
+            f"[{latency} s] the emulator was paid the requests the manifests report",
+            paid == a["requests"] + b["requests"],
+            f"(paid {paid}, manifests {a['requests']} + {b['requests']})",
+        )
+    return result
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """The Markdown table of the figures (docs/benchmarks.md, benchmarks/README.md)."""
+    lines = [
+        "| latency | DAG | task instances | wall (queued -> end) | replay (no gaps) | overhead | "
+        "per mapped TI | mean gap (mapped) | queued -> start (mean) | task run times |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for result in results:
+        for name, key in (("at scale", "at_scale"), ("one task", "one_task")):
+            t = result.get(key)
+            if not t:
+                continue
+            runs = "; ".join(
+                f"{s['task_id']} {s['run_s'][0]:.1f}"
+                if s["instances"] == 1
+                else f"{s['task_id']} {s['instances']}x {s['run_min_mean_max_s'][0]:.1f}-"
+                f"{s['run_min_mean_max_s'][2]:.1f} (mean {s['run_min_mean_max_s'][1]:.1f})"
+                for s in t["stages"]
+            )
+            per_mapped = t["overhead_per_mapped_task_instance_s"]
+            mapped_gap = t["mapped_gap_mean_s"]
+            lines.append(
+                f"| {result['latency_s']} s | {name} | {t['task_instances']} | {t['wall_s']:.1f} s | "
+                f"{t['replay_s']:.1f} s | {t['overhead_s']:.1f} s | "
+                f"{'-' if per_mapped is None else f'{per_mapped:.2f} s'} | "
+                f"{'-' if mapped_gap is None else f'{mapped_gap:.2f} s'} | "
+                f"{t['queued_to_start_mean_s']:.2f} s | {runs} |"
+            )
+    return "\n".join(lines)
+
+
+def run_stage(
+    dep: Any,
+    checks: Any,
+    figures: dict[str, Any],
+    *,
+    n_targets: int,
+    shape: str,
+    latencies: Sequence[float],
+    requests_per_group: int,
+    restart_emulator: Callable[[float], None],
+) -> None:
+    """The ``scale_timing`` stage: figures into ``figures["scale_timing"]`` and
+    ``<work>/scale-timing.json``, checks into ``checks``."""
+    dep.rest("PATCH", "/pools/dataforseo", params={"update_mask": "slots"}, json={"slots": POOL_SLOTS})
+    deadline = time.monotonic() + 180
+    while ONE_TASK_DAG not in {d["dag_id"] for d in dep.rest("GET", "/dags", params={"limit": 100})["dags"]}:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{ONE_TASK_DAG} not parsed after 180 s")
+        time.sleep(2)
+    for dag_id in (AT_SCALE_DAG, ONE_TASK_DAG):
+        dep.rest("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+    started = time.monotonic()
+    path = write_targets(dep.work / "output", n_targets, shape)
+    expected = known_targets(path)
+    seconds = time.monotonic() - started
+    log(f"targets file {path}: {n_targets} {shape} targets, {len(expected)} with data ({seconds:.0f} s)")
+    results = []
+    for latency in latencies:
+        restart_emulator(latency)
+        log(f"emulator restarted: {latency} s per request")
+        results.append(one_latency(dep, checks, path.as_uri(), expected, latency, requests_per_group))
+    for dag_id in (AT_SCALE_DAG, ONE_TASK_DAG):
+        dep.rest("PATCH", f"/dags/{dag_id}", json={"is_paused": True})
+    figures["scale_timing"] = {
+        "targets": n_targets,
+        "shape": shape,
+        "requests_per_group": requests_per_group,
+        "results": results,
+    }
+    (dep.work / "scale-timing.json").write_text(json.dumps(figures["scale_timing"], indent=2))
+    print("\n== End to end on a real scheduler")
+    print(f"{n_targets} {shape} targets, requests_per_group {requests_per_group}, pool {POOL_SLOTS} slots")
+    print(table(results))
