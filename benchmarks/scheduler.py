@@ -4,7 +4,7 @@ BulkPagesSummaryOperator in one task, over the same targets file, on the Celery 
 The ``scale_timing`` stage of ``scripts/deployment_check.py``; run it with::
 
     bash scripts/deployment_test.sh --stages scale_timing [--scale-targets 100000] \\
-        [--scale-latencies 0.3,1] [--scale-requests-per-group 20]
+        [--scale-latencies 0.3,1] [--scale-requests-per-group 20,5]
 
 (``deployment_test.sh`` builds the deployment's venv, Postgres, Redis, CeleryExecutor with two
 workers of concurrency 4, scheduler, dag-processor, triggerer, api-server, and the emulator as its own
@@ -212,93 +212,110 @@ def check_rows(checks: Any, what: str, rows: list[str], items: int, expected: se
     )
 
 
-def one_latency(
-    dep: Any, checks: Any, targets_uri: str, expected: set[str], latency: float, requests_per_group: int
-) -> dict[str, Any]:
-    """One run of each DAG at one emulator latency; their timings and manifests."""
-    paid_before = dep.stats()["paid_requests"]
-    result: dict[str, Any] = {"latency_s": latency}
+def at_scale_run(
+    dep: Any, checks: Any, targets_uri: str, expected: set[str], what: str, requests_per_group: int
+) -> dict[str, Any] | None:
+    """One run of the at-scale DAG: its timing and merged manifest (``None`` when it failed)."""
+    conf = {"targets_uri": targets_uri, "requests_per_group": requests_per_group}
+    run_id, state, run = run_dag(dep, AT_SCALE_DAG, conf)
+    checks.check(f"{what} run succeeded", state == "success", state)
+    if state != "success":
+        return None
+    tis = dep.task_instances(AT_SCALE_DAG, run_id)
+    merged = dep.xcom(AT_SCALE_DAG, run_id, "merge")
+    stored = json.loads(Path(merged["uri"].removeprefix("file://")).read_text())
+    check_rows(checks, what, read_rows(stored["part_uris"]), merged["items"], expected)
+    return {
+        "dag": f"at scale, {requests_per_group} requests per mapped task",
+        "requests_per_group": requests_per_group,
+        **timing(run, tis, ("make_targets", "plan", "fetch", "merge")),
+        "manifest": {k: merged.get(k) for k in ("parts", "targets", "items", "requests", "cost_usd")},
+    }
 
-    run_id, state, run = run_dag(
-        dep, AT_SCALE_DAG, {"targets_uri": targets_uri, "requests_per_group": requests_per_group}
-    )
-    checks.check(f"[{latency} s] at-scale run succeeded", state == "success", state)
-    if state == "success":
-        tis = dep.task_instances(AT_SCALE_DAG, run_id)
-        merged = dep.xcom(AT_SCALE_DAG, run_id, "merge")
-        stored = json.loads(Path(merged["uri"].removeprefix("file://")).read_text())
-        check_rows(
-            checks, f"[{latency} s] at-scale", read_rows(stored["part_uris"]), merged["items"], expected
-        )
-        result["at_scale"] = {
-            **timing(run, tis, ("make_targets", "plan", "fetch", "merge")),
-            "manifest": {k: merged.get(k) for k in ("parts", "targets", "items", "requests", "cost_usd")},
-        }
 
+def one_task_run(
+    dep: Any, checks: Any, targets_uri: str, expected: set[str], what: str
+) -> dict[str, Any] | None:
+    """One run of the one-task DAG: its timing and manifest (``None`` when it failed)."""
     run_id, state, run = run_dag(dep, ONE_TASK_DAG, {"targets_uri": targets_uri})
-    checks.check(f"[{latency} s] one-task run succeeded", state == "success", state)
-    if state == "success":
-        tis = dep.task_instances(ONE_TASK_DAG, run_id)
-        manifest = dep.xcom(ONE_TASK_DAG, run_id, "fetch")
-        check_rows(
-            checks, f"[{latency} s] one task", read_rows([manifest["uri"]]), manifest["items"], expected
-        )
-        result["one_task"] = {
-            **timing(run, tis, ("fetch",)),
-            "manifest": {k: manifest.get(k) for k in ("targets", "items", "requests", "cost_usd")},
-        }
+    checks.check(f"{what} run succeeded", state == "success", state)
+    if state != "success":
+        return None
+    tis = dep.task_instances(ONE_TASK_DAG, run_id)
+    manifest = dep.xcom(ONE_TASK_DAG, run_id, "fetch")
+    check_rows(checks, what, read_rows([manifest["uri"]]), manifest["items"], expected)
+    return {
+        "dag": "one task",
+        **timing(run, tis, ("fetch",)),
+        "manifest": {k: manifest.get(k) for k in ("targets", "items", "requests", "cost_usd")},
+    }
 
+
+def one_latency(
+    dep: Any,
+    checks: Any,
+    targets_uri: str,
+    expected: set[str],
+    latency: float,
+    requests_per_group: Sequence[int],
+) -> dict[str, Any]:
+    """At one emulator latency: the at-scale DAG once per group size, then the one-task DAG."""
+    paid_before = dep.stats()["paid_requests"]
+    runs: list[dict[str, Any]] = []
+    for size in requests_per_group:
+        what = f"[{latency} s] at scale ({size} requests per mapped task)"
+        runs.extend(filter(None, [at_scale_run(dep, checks, targets_uri, expected, what, size)]))
+    runs.extend(filter(None, [one_task_run(dep, checks, targets_uri, expected, f"[{latency} s] one task")]))
     stats = dep.stats()
-    result["emulator"] = {k: stats[k] for k in ("paid_requests", "peak_in_flight", "refused", "spent_usd")}
-    checks.check(
-        f"[{latency} s] peak requests in flight <= 30", stats["peak_in_flight"] <= 30, stats["peak_in_flight"]
-    )
-    checks.check(
-        f"[{latency} s] no 40209/40202 refusals", not any(stats["refused"].values()), stats["refused"]
-    )
-    if "at_scale" in result and "one_task" in result:
-        a, b = result["at_scale"]["manifest"], result["one_task"]["manifest"]
+    peak, refused = stats["peak_in_flight"], stats["refused"]
+    checks.check(f"[{latency} s] peak requests in flight <= {POOL_SLOTS}", peak <= POOL_SLOTS, peak)
+    checks.check(f"[{latency} s] no 40209/40202 refusals", not any(refused.values()), refused)
+    keys = ("targets", "items", "requests", "cost_usd")
+    manifests = [run["manifest"] for run in runs]
+    if len(runs) == len(requests_per_group) + 1:
         checks.check(
-            f"[{latency} s] same targets, items, requests and cost both ways",
-            all(a[k] == b[k] for k in ("targets", "items", "requests", "cost_usd")),
-            f"(at scale {a}, one task {b})",
+            f"[{latency} s] the same targets, items, requests and cost every way",
+            all({k: m[k] for k in keys} == {k: manifests[-1][k] for k in keys} for m in manifests),
+            f"({[{k: m[k] for k in keys} for m in manifests]})",
         )
         paid = stats["paid_requests"] - paid_before
         checks.check(
-            f"[{latency} s] the emulator was paid the requests the manifests report",
-            paid == a["requests"] + b["requests"],
-            f"(paid {paid}, manifests {a['requests']} + {b['requests']})",
+            f"[{latency} s] the emulator was paid exactly the requests the manifests report",
+            paid == sum(m["requests"] for m in manifests),
+            f"(paid {paid}, manifests {[m['requests'] for m in manifests]})",
         )
-    return result
+    emulator = {k: stats[k] for k in ("paid_requests", "peak_in_flight", "refused", "spent_usd")}
+    return {"latency_s": latency, "runs": runs, "emulator": emulator}
 
 
-def table(results: list[dict[str, Any]]) -> str:
+def task_times(stages: Sequence[dict[str, Any]]) -> str:
+    """``plan 3.1; fetch 5x 2.0-2.4 (mean 2.2); ...``: the run times of a run's tasks in seconds."""
+    parts = []
+    for stage in stages:
+        low, mean, high = stage["run_min_mean_max_s"]
+        if stage["mapped"]:
+            parts.append(f"{stage['task_id']} {stage['instances']}x {low:.1f}-{high:.1f} (mean {mean:.1f})")
+        else:
+            parts.append(f"{stage['task_id']} {low:.1f}")
+    return "; ".join(parts)
+
+
+def table(results: Sequence[dict[str, Any]]) -> str:
     """The Markdown table of the figures (docs/benchmarks.md, benchmarks/README.md)."""
     lines = [
-        "| latency | DAG | task instances | wall (queued -> end) | replay (no gaps) | overhead | "
-        "per mapped TI | mean gap (mapped) | queued -> start (mean) | task run times |",
+        "| latency | DAG | task instances | wall (queued -> end) | replay (no gaps) | overhead "
+        "| overhead per mapped TI | mean gap of a mapped TI | mean queued -> start | task run times (s) |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for result in results:
-        for name, key in (("at scale", "at_scale"), ("one task", "one_task")):
-            t = result.get(key)
-            if not t:
-                continue
-            runs = "; ".join(
-                f"{s['task_id']} {s['run_s'][0]:.1f}"
-                if s["instances"] == 1
-                else f"{s['task_id']} {s['instances']}x {s['run_min_mean_max_s'][0]:.1f}-"
-                f"{s['run_min_mean_max_s'][2]:.1f} (mean {s['run_min_mean_max_s'][1]:.1f})"
-                for s in t["stages"]
-            )
-            per_mapped = t["overhead_per_mapped_task_instance_s"]
-            mapped_gap = t["mapped_gap_mean_s"]
+        for t in result["runs"]:
+            per_mapped, gap = t["overhead_per_mapped_task_instance_s"], t["mapped_gap_mean_s"]
             lines.append(
-                f"| {result['latency_s']} s | {name} | {t['task_instances']} | {t['wall_s']:.1f} s | "
-                f"{t['replay_s']:.1f} s | {t['overhead_s']:.1f} s | "
-                f"{'-' if per_mapped is None else f'{per_mapped:.2f} s'} | "
-                f"{'-' if mapped_gap is None else f'{mapped_gap:.2f} s'} | "
-                f"{t['queued_to_start_mean_s']:.2f} s | {runs} |"
+                f"| {result['latency_s']} s | {t['dag']} | {t['task_instances']} | {t['wall_s']:.1f} s "
+                f"| {t['replay_s']:.1f} s | {t['overhead_s']:.1f} s "
+                f"| {'-' if per_mapped is None else f'{per_mapped:.2f} s'} "
+                f"| {'-' if gap is None else f'{gap:.2f} s'} "
+                f"| {t['queued_to_start_mean_s']:.2f} s | {task_times(t['stages'])} |"
             )
     return "\n".join(lines)
 
@@ -311,12 +328,14 @@ def run_stage(
     n_targets: int,
     shape: str,
     latencies: Sequence[float],
-    requests_per_group: int,
+    requests_per_group: Sequence[int],
     restart_emulator: Callable[[float], None],
 ) -> None:
     """The ``scale_timing`` stage: figures into ``figures["scale_timing"]`` and
-    ``<work>/scale-timing.json``, checks into ``checks``."""
-    dep.rest("PATCH", "/pools/dataforseo", params={"update_mask": "slots"}, json={"slots": POOL_SLOTS})
+    ``<work>/scale-timing.json``, checks into ``checks``. First one unmeasured run of each DAG
+    over 1,000 targets (so that no measured run is the first of its kind on the workers)."""
+    pool = {"pool": "dataforseo", "slots": POOL_SLOTS, "include_deferred": False}
+    dep.rest("PATCH", "/pools/dataforseo", params={"update_mask": "slots"}, json=pool)
     deadline = time.monotonic() + 180
     while ONE_TASK_DAG not in {d["dag_id"] for d in dep.rest("GET", "/dags", params={"limit": 100})["dags"]}:
         if time.monotonic() > deadline:
@@ -324,6 +343,10 @@ def run_stage(
         time.sleep(2)
     for dag_id in (AT_SCALE_DAG, ONE_TASK_DAG):
         dep.rest("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+    warmup = write_targets(dep.work / "output", 1_000, shape)
+    warm = known_targets(warmup)
+    at_scale_run(dep, checks, warmup.as_uri(), warm, "[warm-up] at scale", requests_per_group[0])
+    one_task_run(dep, checks, warmup.as_uri(), warm, "[warm-up] one task")
     started = time.monotonic()
     path = write_targets(dep.work / "output", n_targets, shape)
     expected = known_targets(path)
@@ -339,10 +362,11 @@ def run_stage(
     figures["scale_timing"] = {
         "targets": n_targets,
         "shape": shape,
-        "requests_per_group": requests_per_group,
+        "targets_with_data": len(expected),
+        "pool_slots": POOL_SLOTS,
         "results": results,
     }
     (dep.work / "scale-timing.json").write_text(json.dumps(figures["scale_timing"], indent=2))
     print("\n== End to end on a real scheduler")
-    print(f"{n_targets} {shape} targets, requests_per_group {requests_per_group}, pool {POOL_SLOTS} slots")
-    print(table(results))
+    print(f"{n_targets} {shape} targets ({len(expected)} with data), pool {POOL_SLOTS} slots")
+    print(table(results), flush=True)

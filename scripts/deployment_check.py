@@ -833,7 +833,9 @@ def main(argv: list[str] | None = None) -> int:
         help="scale_timing: emulator seconds per request, comma-separated",
     )
     parser.add_argument(
-        "--scale-requests-per-group", type=int, default=20, help="scale_timing: the at-scale DAG's default"
+        "--scale-requests-per-group",
+        default="20,5",
+        help="scale_timing: the at-scale DAG's requests_per_group, one run each (20: its default)",
     )
     args = parser.parse_args(argv)
     work: Path = args.work.resolve()
@@ -897,7 +899,7 @@ def main(argv: list[str] | None = None) -> int:
                 n_targets=args.scale_targets,
                 shape=args.scale_shape,
                 latencies=[float(x) for x in args.scale_latencies.split(",")],
-                requests_per_group=args.scale_requests_per_group,
+                requests_per_group=[int(x) for x in args.scale_requests_per_group.split(",")],
                 restart_emulator=restart_emulator,
             )
         stats = dep.stats()
