@@ -39,6 +39,7 @@ emulator has data for; the two DAGs paid the same requests and cost the same; th
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -194,11 +195,35 @@ def timing(run: dict[str, Any], tis: list[dict[str, Any]], order: Sequence[str])
     }
 
 
-def run_dag(dep: Any, dag_id: str, conf: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, summed over CPUs (``/proc/stat``)."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - idle) / hz, sum(ticks) / hz
+
+
+def run_dag(dep: Any, dag_id: str, conf: dict[str, Any]) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
+    """Trigger a run and wait for it (polled every 2 s); return its id, state, the DAG run, and
+    the CPU used meanwhile: the emulator's seconds and the machine's busy share of its CPUs (from
+    the trigger to the poll that saw the run finished, so up to 2 s of idle more than the run)."""
+    emulator = dep.procs.get("emulator").pid
+    emulator_before, (busy_before, total_before) = process_cpu(emulator), machine_cpu()
     run_id = dep.trigger(dag_id, conf)
     state = dep.wait_run(dag_id, run_id, RUN_TIMEOUT)
+    busy, total = machine_cpu()
+    cpu = {
+        "emulator_cpu_s": round(process_cpu(emulator) - emulator_before, 1),
+        "machine_busy": round((busy - busy_before) / (total - total_before), 2),
+    }
     run = dep.rest("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
-    return run_id, state, run
+    return run_id, state, run, cpu
 
 
 def check_rows(checks: Any, what: str, rows: list[str], items: int, expected: set[str]) -> None:
@@ -217,7 +242,7 @@ def at_scale_run(
 ) -> dict[str, Any] | None:
     """One run of the at-scale DAG: its timing and merged manifest (``None`` when it failed)."""
     conf = {"targets_uri": targets_uri, "requests_per_group": requests_per_group}
-    run_id, state, run = run_dag(dep, AT_SCALE_DAG, conf)
+    run_id, state, run, cpu = run_dag(dep, AT_SCALE_DAG, conf)
     checks.check(f"{what} run succeeded", state == "success", state)
     if state != "success":
         return None
@@ -229,6 +254,7 @@ def at_scale_run(
         "dag": f"at scale, {requests_per_group} requests per mapped task",
         "requests_per_group": requests_per_group,
         **timing(run, tis, ("make_targets", "plan", "fetch", "merge")),
+        **cpu,
         "manifest": {k: merged.get(k) for k in ("parts", "targets", "items", "requests", "cost_usd")},
     }
 
@@ -237,7 +263,7 @@ def one_task_run(
     dep: Any, checks: Any, targets_uri: str, expected: set[str], what: str
 ) -> dict[str, Any] | None:
     """One run of the one-task DAG: its timing and manifest (``None`` when it failed)."""
-    run_id, state, run = run_dag(dep, ONE_TASK_DAG, {"targets_uri": targets_uri})
+    run_id, state, run, cpu = run_dag(dep, ONE_TASK_DAG, {"targets_uri": targets_uri})
     checks.check(f"{what} run succeeded", state == "success", state)
     if state != "success":
         return None
@@ -247,6 +273,7 @@ def one_task_run(
     return {
         "dag": "one task",
         **timing(run, tis, ("fetch",)),
+        **cpu,
         "manifest": {k: manifest.get(k) for k in ("targets", "items", "requests", "cost_usd")},
     }
 
@@ -304,8 +331,9 @@ def table(results: Sequence[dict[str, Any]]) -> str:
     """The Markdown table of the figures (docs/benchmarks.md, benchmarks/README.md)."""
     lines = [
         "| latency | DAG | task instances | wall (queued -> end) | replay (no gaps) | overhead "
-        "| overhead per mapped TI | mean gap of a mapped TI | mean queued -> start | task run times (s) |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| overhead per mapped TI | mean gap of a mapped TI | mean queued -> start | task run times (s) "
+        "| emulator CPU | machine busy |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for result in results:
         for t in result["runs"]:
@@ -315,7 +343,8 @@ def table(results: Sequence[dict[str, Any]]) -> str:
                 f"| {t['replay_s']:.1f} s | {t['overhead_s']:.1f} s "
                 f"| {'-' if per_mapped is None else f'{per_mapped:.2f} s'} "
                 f"| {'-' if gap is None else f'{gap:.2f} s'} "
-                f"| {t['queued_to_start_mean_s']:.2f} s | {task_times(t['stages'])} |"
+                f"| {t['queued_to_start_mean_s']:.2f} s | {task_times(t['stages'])} "
+                f"| {t['emulator_cpu_s']:.1f} s | {t['machine_busy']:.0%} |"
             )
     return "\n".join(lines)
 
@@ -343,6 +372,7 @@ def run_stage(
         time.sleep(2)
     for dag_id in (AT_SCALE_DAG, ONE_TASK_DAG):
         dep.rest("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
     warmup = write_targets(dep.work / "output", 1_000, shape)
     warm = known_targets(warmup)
     at_scale_run(dep, checks, warmup.as_uri(), warm, "[warm-up] at scale", requests_per_group[0])
@@ -359,7 +389,10 @@ def run_stage(
         results.append(one_latency(dep, checks, path.as_uri(), expected, latency, requests_per_group))
     for dag_id in (AT_SCALE_DAG, ONE_TASK_DAG):
         dep.rest("PATCH", f"/dags/{dag_id}", json={"is_paused": True})
+    load_after = Path("/proc/loadavg").read_text().split()[:3]
     figures["scale_timing"] = {
+        "load_average_before_after": [load_before, load_after],
+        "cpus": os.cpu_count(),
         "targets": n_targets,
         "shape": shape,
         "targets_with_data": len(expected),
@@ -368,5 +401,9 @@ def run_stage(
     }
     (dep.work / "scale-timing.json").write_text(json.dumps(figures["scale_timing"], indent=2))
     print("\n== End to end on a real scheduler")
-    print(f"{n_targets} {shape} targets ({len(expected)} with data), pool {POOL_SLOTS} slots")
+    print(
+        f"{n_targets} {shape} targets ({len(expected)} with data), pool {POOL_SLOTS} slots; "
+        f"{time.strftime('%Y-%m-%d', time.gmtime())}, {os.cpu_count()} CPUs, load average (1, 5, 15 min) "
+        f"{' '.join(load_before)} before, {' '.join(load_after)} after"
+    )
     print(table(results), flush=True)
