@@ -69,6 +69,13 @@ def test_timing_of_a_known_run() -> None:
     assert fetch["slots"] == 3 and fetch["instances"] == 4 and fetch["run_s"] == [2.0, 2.0, 2.0, 2.0]
     assert figures["gap_mean_s"] == 1.0  # (0 + 1 + 1 + 2 + 1 + 1) / 6
     assert figures["queued_to_start_mean_s"] == 0.5
+    # the table row the docs show
+    row = {"dag": "at scale", **figures, "emulator_cpu_s": 1.0, "machine_busy": 0.5}
+    [*_, line] = scheduler.table([{"latency_s": 0.3, "runs": [row]}]).splitlines()
+    assert line == (
+        "| 0.3 s | at scale | 6 | 12.0 s | 7.0 s | 5.0 s | 1.25 s | 1.25 s | 0.50 s "
+        "| plan 2.0; fetch 4x 2.0-2.0 (mean 2.0); merge 1.0 | 1.0 s | 50% |"
+    )
 
 
 def test_greedy_makespan_and_slot_free_times() -> None:
