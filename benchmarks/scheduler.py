@@ -10,11 +10,13 @@ The ``scale_timing`` stage of ``scripts/deployment_check.py``; run it with::
 workers of concurrency 4, scheduler, dag-processor, triggerer, api-server, and the emulator as its own
 process with the API's limits on). Not part of the default stages: CI does not run it.
 
-For each emulator latency (the emulator is restarted with ``--latency``), one run of each DAG, one
-after the other, over one deterministic targets file (``benchmarks/datasets.py``, ``realistic``
-shape, seed 5) written under ``<output root>/example_dataforseo_at_scale/`` where both DAGs may read
-it. The ``dataforseo`` pool gets 30 slots (the API's simultaneous limit; no trigger polls the API
-during this stage): 3 mapped fetches of 10 requests in flight at once, or the one task's 30.
+After one unmeasured warm-up run of each DAG over 1,000 targets: for each emulator latency (the
+emulator is restarted with ``--latency``), the at-scale DAG once per ``--scale-requests-per-group``,
+then the one-task DAG, one run at a time, over one deterministic targets file
+(``benchmarks/datasets.py``, ``realistic`` shape, seed 5) written under
+``<output root>/example_dataforseo_at_scale/``, where both DAGs may read it. The ``dataforseo``
+pool gets 30 slots (the API's simultaneous limit; no trigger polls the API during this stage):
+3 mapped fetches of 10 requests in flight at once, or the one task's 30.
 
 Timings come from the metadata DB through the REST API (``dag_run.queued_at``/``start_date``/
 ``end_date``, ``task_instance.queued_dttm``/``start_date``/``end_date``):
@@ -27,8 +29,8 @@ Timings come from the metadata DB through the REST API (``dag_run.queued_at``/``
 - **overhead** = wall - replay: what scheduling, queueing in Celery and starting task processes
   add; shown per task instance and per mapped task instance.
 - **gap** of a task instance = its ``start_date`` minus when it could have started (its upstream's
-  last ``end_date``; for a mapped task also when a pool slot freed: with ``k`` slots, the end of the
-  task ``k`` places before it in start order), and **queued -> start** (``start_date -
+  last ``end_date``; for a mapped task also when a pool slot freed: with ``k`` slots, the ``k``-th
+  latest end among the instances started before it), and **queued -> start** (``start_date -
   queued_dttm``: Celery hand-off and task process start-up).
 
 Checks (not of time): every run succeeded; rows unique, one per item, and exactly the targets the
@@ -116,8 +118,8 @@ def greedy_makespan(ready: float, durations: Sequence[float], slots: int) -> flo
 
 
 def slot_free_times(starts_ends: Sequence[tuple[float, float]], slots: int) -> list[float]:
-    """For task instances in start order, when the pool slot each one took was last freed: the
-    end of the one ``slots`` places earlier among the ends so far (``-inf`` for the first ``slots``)."""
+    """For task instances in start order, when the pool slot each one took was freed: the
+    ``slots``-th latest end among the instances started before it (``-inf`` for the first ``slots``)."""
     out: list[float] = []
     ends: list[float] = []
     for _, end in starts_ends:
