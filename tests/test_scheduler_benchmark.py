@@ -121,3 +121,27 @@ def test_one_task_dag_fetches_the_benchmark_file(
     assert len(rows) == len(set(rows)) and set(rows) == expected
     cost = requests * api.COST_PER_REQUEST_USD + len(expected) * api.COST_PER_ITEM_USD
     assert manifest["cost_usd"] == pytest.approx(cost, abs=1e-6)
+
+
+@pytest.mark.parametrize("stages", ["crash,scale_timing", "alert,scale_timing", "scale-timing"])
+def test_scale_timing_runs_alone(stages: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # refused before anything starts: other stages' DAGs and triggers would share what it times
+    import importlib.util
+    import sys
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location(
+        "deployment_check", REPO / "scripts" / "deployment_check.py"
+    )
+    assert spec is not None and spec.loader is not None
+    driver = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = driver
+    spec.loader.exec_module(driver)
+    with pytest.raises(SystemExit) as exit_info:
+        driver.main(["--work", str(tmp_path), "--stages", stages])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert ("scale_timing runs alone" in error) == ("_" in stages)
+    assert ("unknown stages ['scale-timing']" in error) == ("-" in stages)
+    assert not (tmp_path / "pids").exists()  # nothing was started
