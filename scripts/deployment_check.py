@@ -149,6 +149,19 @@ class Processes:
     def get(self, name: str) -> subprocess.Popen[bytes]:
         return next(process for started, process in self.started if started == name)
 
+    def stop(self, name: str) -> None:
+        """SIGTERM one process group (SIGKILL after 20 s) and forget it, so the name can start again."""
+        process = self.get(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, self.stop_signals.get(name, signal.SIGTERM))
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        self.started = [(started, p) for started, p in self.started if p is not process]
+
     def alive(self, name: str) -> bool:
         process = self.get(name)
         if process.poll() is not None:
@@ -243,7 +256,7 @@ class Deployment:
         return dict(requests.get(f"{self.emulator}/_emulator/stats", timeout=10).json())
 
 
-def environment(work: Path, ports: dict[str, int]) -> dict[str, str]:
+def environment(work: Path, ports: dict[str, int], dags_folder: Path = DAGS) -> dict[str, str]:
     """The environment every Airflow component shares (parse-time settings included)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "DATAFORSEO"))}
     db = f"postgresql+psycopg2://postgres@127.0.0.1:{ports['postgres']}/airflow"
@@ -273,7 +286,7 @@ def environment(work: Path, ports: dict[str, int]) -> dict[str, str]:
             "C_FORCE_ROOT": "true",  # CI runs as root; Celery refuses root without it
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
             "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "deployment_hostname.hostname",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{ports['api']}/execution/",
@@ -325,6 +338,30 @@ def airflow_cli(env: dict[str, str], work: Path, *args: str) -> None:
         raise RuntimeError(f"airflow {' '.join(args)} failed ({done.returncode}); see logs/airflow-cli.log")
 
 
+def start_emulator(dep: Deployment, latency: float, *, wait: bool = True) -> None:
+    """The emulator (process ``emulator``) on its port, ``latency`` s per request, the API's limits on."""
+    argv = [
+        str(Path(sys.executable).with_name("dataforseo-emulator")),
+        "--port", str(dep.ports["emulator"]), "--login", LOGIN, "--password", PASSWORD,
+        "--balance", "10000", "--latency", str(latency), "--max-simultaneous", str(API_SIMULTANEOUS),
+        "--per-minute-limit", "--log-level", "warning", "--date", "2026-11-01",
+    ]  # fmt: skip
+    dep.procs.start("emulator", argv, dep.env)
+    if wait:
+        wait_emulator(dep)
+
+
+def wait_emulator(dep: Deployment) -> None:
+    def emulator_ready() -> bool:
+        dep.procs.alive("emulator")
+        try:
+            return requests.get(f"{dep.emulator}/_emulator/stats", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    poll("emulator", emulator_ready, 30)
+
+
 def start_services(dep: Deployment, args: argparse.Namespace) -> None:
     work, procs, ports = dep.work, dep.procs, dep.ports
     # Postgres as the postgres user, in a temp dir, trust auth on loopback only
@@ -353,13 +390,7 @@ def start_services(dep: Deployment, args: argparse.Namespace) -> None:
          "--appendonly", "no", "--daemonize", "no"],
         dep.env,
     )  # fmt: skip
-    emulator = [
-        str(Path(sys.executable).with_name("dataforseo-emulator")),
-        "--port", str(ports["emulator"]), "--login", LOGIN, "--password", PASSWORD,
-        "--balance", "10000", "--latency", str(args.latency), "--max-simultaneous", str(API_SIMULTANEOUS),
-        "--per-minute-limit", "--log-level", "warning", "--date", "2026-11-01",
-    ]  # fmt: skip
-    procs.start("emulator", emulator, dep.env)
+    start_emulator(dep, args.latency, wait=False)
     procs.start(
         "smtp",
         [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{ports['smtp']}",
@@ -386,14 +417,7 @@ def start_services(dep: Deployment, args: argparse.Namespace) -> None:
 
     poll("redis", redis_ready, 30)
 
-    def emulator_ready() -> bool:
-        procs.alive("emulator")
-        try:
-            return requests.get(f"{dep.emulator}/_emulator/stats", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    poll("emulator", emulator_ready, 30)
+    wait_emulator(dep)
 
     def smtp_ready() -> bool:
         procs.alive("smtp")
@@ -786,7 +810,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, required=True, help="a fresh directory for everything")
     parser.add_argument("--pg-bindir", default="/usr/lib/postgresql/15/bin")
     parser.add_argument("--latency", type=float, default=2.0, help="emulator seconds per request")
-    parser.add_argument("--stages", default="crash,alert", help="comma-separated: crash,alert")
+    parser.add_argument(
+        "--stages",
+        default="crash,alert",
+        help="comma-separated: crash,alert; or scale_timing alone (benchmarks/scheduler.py, not run by "
+        "default: the timing of the at-scale DAG on a deployment that runs nothing else)",
+    )
     parser.add_argument("--at-scale-targets", type=int, default=90_000, help="n_targets of the at-scale run")
     parser.add_argument(
         "--requests-per-group",
@@ -794,15 +823,43 @@ def main(argv: list[str] | None = None) -> int:
         default=15,
         help="requests per mapped task: more than the 10 it keeps in flight, so a crash finds some stored",
     )
+    parser.add_argument("--scale-targets", type=int, default=100_000, help="scale_timing: targets")
+    parser.add_argument(
+        "--scale-shape", default="realistic", help="scale_timing: benchmarks/datasets.py shape"
+    )
+    parser.add_argument(
+        "--scale-latencies",
+        default="0.3,1",
+        help="scale_timing: emulator seconds per request, comma-separated",
+    )
+    parser.add_argument(
+        "--scale-requests-per-group",
+        default="20,5",
+        help="scale_timing: the at-scale DAG's requests_per_group, one run each (20: its default)",
+    )
     args = parser.parse_args(argv)
     work: Path = args.work.resolve()
     (work / "logs").mkdir(parents=True, exist_ok=True)
-    stages = set(args.stages.split(","))
+    stages = set(args.stages.split(",")) - {""}
+    unknown = stages - {"crash", "alert", "scale_timing"}
+    if unknown:
+        parser.error(f"unknown stages {sorted(unknown)}: choose from crash, alert, scale_timing")
+    if "scale_timing" in stages and len(stages) > 1:
+        # other DAGs, and the alert stage's triggers polling outside the pool, would share the
+        # machine, the pool and the emulator with the runs it times
+        parser.error("scale_timing runs alone: --stages scale_timing")
+    fetches = "scale_timing" not in stages
+    dags_folder = DAGS
+    if "scale_timing" in stages:
+        sys.path.insert(0, str(REPO))
+        from benchmarks import scheduler
+
+        dags_folder = scheduler.dags_folder(work, DAGS)
     names = ("postgres", "redis", "emulator", "smtp", "api", "worker_logs", "trigger_logs")
     ports = {name: free_port() for name in names}
     procs = Processes(work)
     dep = Deployment(work, procs, ports)
-    dep.env = environment(work, ports)
+    dep.env = environment(work, ports, dags_folder)
     checks = Checks()
     figures: dict[str, Any] = {}
     started = time.monotonic()
@@ -814,14 +871,33 @@ def main(argv: list[str] | None = None) -> int:
     try:
         start_services(dep, args)
         figures["startup_seconds"] = round(time.monotonic() - started)
-        paid_before = dep.stats()["paid_requests"]
-        runs = start_fetches(dep, args)
-        figures["crash"] = crash_a_worker(dep, runs["at_scale"]) if "crash" in stages else {"in_flight": 0}
-        check_fetches(dep, checks, figures, runs, args)
-        figures["paid_requests_fetches"] = dep.stats()["paid_requests"] - paid_before
-        check_spend(checks, figures)
+        if fetches:
+            paid_before = dep.stats()["paid_requests"]
+            runs = start_fetches(dep, args)
+            figures["crash"] = (
+                crash_a_worker(dep, runs["at_scale"]) if "crash" in stages else {"in_flight": 0}
+            )
+            check_fetches(dep, checks, figures, runs, args)
+            figures["paid_requests_fetches"] = dep.stats()["paid_requests"] - paid_before
+            check_spend(checks, figures)
         if "alert" in stages:
             check_alerts(dep, checks, figures)
+        if "scale_timing" in stages:
+
+            def restart_emulator(latency: float) -> None:
+                procs.stop("emulator")
+                start_emulator(dep, latency)
+
+            scheduler.run_stage(
+                dep,
+                checks,
+                figures,
+                n_targets=args.scale_targets,
+                shape=args.scale_shape,
+                latencies=[float(x) for x in args.scale_latencies.split(",")],
+                requests_per_group=[int(x) for x in args.scale_requests_per_group.split(",")],
+                restart_emulator=restart_emulator,
+            )
         stats = dep.stats()
         (work / "emulator-stats.json").write_text(json.dumps(stats))
         checks.check(
