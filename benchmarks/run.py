@@ -764,6 +764,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shape", choices=SHAPES, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.profile and not (Path(sys.executable).parent / "py-spy").exists():
+        parser.error(
+            "--profile needs py-spy beside this Python (not a dependency of the project): "
+            f"uv pip install --python {sys.executable} py-spy"
+        )
     args.cores = _cores(args.pin)
     if args.child:
         print(json.dumps(child(args.child, args.n, args.shape, args.url, args.concurrency)))
