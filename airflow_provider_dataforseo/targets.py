@@ -248,7 +248,7 @@ def _plain_page(text: str, plain: re.Match[str]) -> str:
     same = normal_host == host and path
     result = text if same else f"{scheme}://{normal_host}{path or '/'}{query or ''}"
     if len(result) > MAX_TARGET_LENGTH:
-        raise _TargetRejected(f"longer than {MAX_TARGET_LENGTH} characters")
+        raise _TargetRejected(f"longer than {MAX_TARGET_LENGTH} characters in normal form ({len(result):,})")
     return result
 
 
@@ -285,7 +285,7 @@ def _normalise_page(text: str, scheme: str) -> str:
     path, query = _normalise_path_query(parts.path, parts.query)
     result = f"{scheme}://{netloc}{path}{'?' if query else ''}{query}"
     if len(result) > MAX_TARGET_LENGTH:
-        raise _TargetRejected(f"longer than {MAX_TARGET_LENGTH} characters")
+        raise _TargetRejected(f"longer than {MAX_TARGET_LENGTH} characters in normal form ({len(result):,})")
     return result
 
 

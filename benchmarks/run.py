@@ -785,7 +785,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(
             json.dumps(
                 {
-                    "args": vars(args) | {"json": str(args.json), "profile": str(args.profile)},
+                    "args": vars(args)
+                    | {"json": str(args.json), "profile": str(args.profile) if args.profile else None},
                     "results": results,
                 },
                 indent=1,

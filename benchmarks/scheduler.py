@@ -367,6 +367,7 @@ def run_stage(
     over 1,000 targets (so that no measured run is the first of its kind on the workers)."""
     pool = {"pool": "dataforseo", "slots": POOL_SLOTS, "include_deferred": False}
     dep.rest("PATCH", "/pools/dataforseo", params={"update_mask": "slots"}, json=pool)
+    log(f"pool dataforseo: {POOL_SLOTS} slots for this stage (the default stages keep 2 for triggers)")
     deadline = time.monotonic() + 180
     while ONE_TASK_DAG not in {d["dag_id"] for d in dep.rest("GET", "/dags", params={"limit": 100})["dags"]}:
         if time.monotonic() > deadline:

@@ -168,7 +168,9 @@ BAD_ENTRIES: list[tuple[object, str]] = [
     ("exa_mple.com", "invalid host label 'exa_mple'"),
     ("https://exa_mple.com/", "invalid host label 'exa_mple'"),
     ("a" * 64 + ".com", "invalid host label"),
-    ("https://x.com/" + "a" * MAX_TARGET_LENGTH, "longer than 2048 characters"),
+    ("https://x.com/" + "a" * MAX_TARGET_LENGTH, "longer than 2048 characters in normal form (2,062)"),
+    # short as written, long once its characters are percent-encoded: the length that counts is said
+    ("https://x.com/" + "<" * 700, "longer than 2048 characters in normal form (2,114)"),
     (("a" * 60 + ".") * 5 + "com", "host name longer than 253 characters"),
     ("192.168.0.1", "IP addresses are not supported"),
     ("https://10.0.0.1/admin", "IP addresses are not supported"),
