@@ -73,6 +73,9 @@ _WHITESPACE_RE = re.compile(r"\s")  # the characters str.isspace() accepts (both
 #: path of :func:`normalise_target`; anything else goes through ``urlsplit`` and
 #: :func:`_normalise_path_query` (same result, a property test checks it, ~4x slower).
 _PLAIN_NETLOC_RE = re.compile(r"[A-Za-z0-9.-]+(:[0-9]*)?")
+#: A domain as :func:`normalise_target` would take it apart anyway: nothing but lowercase letters,
+#: digits, dots and hyphens (no scheme, path, port or space), so only the host rules apply.
+_PLAIN_DOMAIN_RE = re.compile(r"[a-z0-9.-]+")
 #: Characters a path or query keeps as they are: RFC 3986's unreserved, sub-delims, ``: @ /`` and
 #: (in a query) ``?``. Anything else is percent-encoded as UTF-8 (``"<>\^`{|}[]``, non-ASCII, a
 #: ``%`` that starts no escape).
@@ -211,6 +214,8 @@ def normalise_target(value: object) -> str:
     plain = _PLAIN_PAGE_RE.fullmatch(value)
     if plain is not None and "/." not in value:
         return _plain_page(value, plain)
+    if _PLAIN_DOMAIN_RE.fullmatch(value):  # a domain of lowercase ASCII: only the host rules apply
+        return _without_www(_normalise_host(value))
     text = (value if value.isascii() else _INVISIBLE_RE.sub("", value)).strip()
     if not text:
         raise _TargetRejected("empty")
@@ -349,8 +354,12 @@ def _normalise_domain(text: str) -> str:
             f"a page needs its scheme: did you mean {shorten('https://' + text)!r}? "
             "(domains are given without a path)"
         )
-    host = _normalise_host(host)
-    # every leading www. label at once (www.www.x.com -> x.com): one pass gives the fixed point
+    return _without_www(_normalise_host(host))
+
+
+def _without_www(host: str) -> str:
+    """A normalised domain without its leading ``www.`` labels, all at once (``www.www.x.com`` ->
+    ``x.com``: one pass gives the fixed point), as long as what is left is a domain."""
     while host.startswith("www.") and _PSL_ICANN.privatesuffix(host[4:]) is not None:
         host = host[4:]
     return host

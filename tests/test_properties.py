@@ -147,6 +147,27 @@ def test_the_plain_page_fast_path_gives_what_urlsplit_gives(scheme: str, host: s
         assert targets_module.target_host(target) == (urlsplit(target).hostname or "")
 
 
+@settings(max_examples=500, deadline=None)
+@given(
+    text=st.text(alphabet=string.ascii_lowercase + string.digits + ".-", min_size=1, max_size=30)
+    | st.sampled_from(["www.a.com", "www.www.a.co.uk", "www.com", "co.uk", "a.example", "www.blogspot.com"])
+)
+def test_the_plain_domain_fast_path_gives_what_the_general_path_gives(text: str) -> None:
+    # normalise_target takes a domain of lowercase ASCII letters, digits, dots and hyphens
+    # straight to the host rules; the general path (_normalise_domain) must agree on the result
+    # or on the reason it refuses
+    def outcome(fn: Any) -> str:
+        try:
+            return f"ok {fn()}"
+        except ValueError as exc:
+            return f"refused {exc}"
+
+    assert targets_module._PLAIN_DOMAIN_RE.fullmatch(text)
+    assert outcome(lambda: targets_module.normalise_target(text)) == outcome(
+        lambda: targets_module._normalise_domain(text)
+    )
+
+
 PAGES_ON_FEW_HOSTS = st.builds(
     lambda scheme, host, tail: f"{scheme}://{host}{tail}",
     st.sampled_from(["http", "https", "HTTPS"]),
