@@ -103,13 +103,12 @@ def plan_chunks(
     code = "i" if len(targets) < 2**31 else "q"
     groups: list[array[int]] = []
     numbers: dict[str, int] = {}  # main domain -> group number
-    # a target's origin ("https://host[:port]", or the domain itself) -> its main domain's group:
-    # one PSL look-up a host, kept out of main_domain()'s cache; the origin is the text before the
-    # first "/" after the scheme's (a host has 3 characters at least, so from position 8 on)
+    # a target's origin (target_origin) -> its main domain's group: one slice a target, one PSL
+    # look-up a host (http and https origins share one), kept out of main_domain()'s cache
     by_origin: dict[str, array[int]] = {}
-    by_host: dict[str, array[int]] = {}  # (http and https origins share a host)
+    by_host: dict[str, array[int]] = {}
     for i, target in enumerate(targets):
-        end = target.find("/", 8)
+        end = target.find("/", 8)  # target_origin(target), inlined: a call costs ~5 ms a 100,000
         origin = target if end < 0 else target[:end]
         group = by_origin.get(origin)
         if group is None:

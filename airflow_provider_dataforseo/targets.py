@@ -376,6 +376,19 @@ def target_host(target: str) -> str:
     return urlsplit(target).hostname or ""
 
 
+def target_origin(target: str) -> str:
+    """A normalised target up to its path: ``"https://docs.x.com"`` for ``"https://docs.x.com/a/b"``,
+    the domain itself for a domain. Targets of one origin share a host (:func:`target_host` of the
+    origin); slicing is ~5x cheaper than parsing each target, so group by origin first.
+
+    The text before the first ``/`` after the scheme's ``//``: a host has 3 characters at least
+    (``a.b``), so the search starts at position 8, past ``https://`` and inside any host of
+    ``http://``.
+    """
+    end = target.find("/", 8)
+    return target if end < 0 else target[:end]
+
+
 @lru_cache(maxsize=65536)
 def main_domain(host: str) -> str | None:
     """The main (registrable) domain of a host by the Public Suffix List, private section included.
@@ -403,10 +416,7 @@ def count_main_domains(targets: Iterable[str]) -> int:
     One Public Suffix List look-up per distinct host, not memoised: counting 1,000,000 targets
     does not fill :func:`main_domain`'s cache (~10 MB kept for the process's life).
     """
-    # origins first ("https://host" or the domain: the text before the first "/" after the
-    # scheme's; a host has 3 characters at least): one slice a target instead of a parse
-    origins = {target if (end := target.find("/", 8)) < 0 else target[:end] for target in targets}
-    hosts = {target_host(origin) for origin in origins}
+    hosts = {target_host(origin) for origin in {target_origin(target) for target in targets}}
     return len({main_domain.__wrapped__(host) or host for host in hosts})
 
 
@@ -456,32 +466,12 @@ def normalise_distinct(values: Iterable[object]) -> tuple[list[str], dict[str, l
     extra: dict[str, list[str]] = {}
     errors: list[tuple[int, object, str]] = []
     position = -1
-    plain_page = _PLAIN_PAGE_RE.fullmatch
     for position, value in enumerate(values):
-        # normalise_target's first case inlined (a page in normal form on a host in normal form:
-        # the value itself, no copy), sparing a call per target; anything else goes through
-        # normalise_target (tests/test_properties.py checks that both agree)
-        plain = plain_page(value) if isinstance(value, str) else None
-        target: str | None = None
-        if (
-            isinstance(value, str)
-            and plain is not None
-            and plain[3]
-            and "/." not in value
-            and len(value) <= MAX_TARGET_LENGTH
-        ):
-            host = plain[2]
-            try:
-                if _normalise_host(host) == host:  # memoised: the targets of one site share it
-                    target = value
-            except _TargetRejected:
-                pass  # normalise_target gives the reason
-        if target is None:
-            try:
-                target = normalise_target(value)
-            except ValueError as exc:
-                errors.append((position, value, str(exc)))
-                continue
+        try:
+            target = normalise_target(value)
+        except ValueError as exc:
+            errors.append((position, value, str(exc)))
+            continue
         text: str = value  # type: ignore[assignment]  # normalise_target accepts only str
         if target not in seen:
             seen[target] = None

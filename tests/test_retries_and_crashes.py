@@ -463,6 +463,46 @@ def test_each_attempt_is_settled_released_or_kept_as_possibly_paid(
     assert ledger.open_usd == 0
 
 
+@pytest.mark.usefixtures("dataforseo_conn")
+def test_an_attempt_waiting_for_a_request_slot_is_not_in_the_ledger(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """A chunk standing by (waiting in the limiter) is recorded only once it holds its slot: a
+    crash while it waits leaves nothing counted as possibly paid."""
+    import threading
+
+    from airflow_provider_dataforseo.ledger import SpendLedger
+    from airflow_provider_dataforseo.operators.bulk_pages_summary import _WriteAheadHook
+    from airflow_provider_dataforseo.ratelimit import RequestLimiter
+
+    waiting = threading.Event()
+
+    class Limiter(RequestLimiter):
+        def acquire(self) -> float:
+            waiting.set()
+            return super().acquire()
+
+    limiter = Limiter(max_in_flight=1, requests_per_minute=None)
+    ledger = SpendLedger(tmp_path / "ledger.json", owner="d/fetch/run-1/-1")
+    hook = _WriteAheadHook("dataforseo_default", limiter=limiter, **FAST)
+    hook.ledger = ledger
+    targets = normalise_targets(ONE_REQUEST[:5]).targets
+    results: list[Any] = []
+    limiter.acquire()  # the one slot is taken: the attempt below must wait for it
+    waiting.clear()
+    worker = threading.Thread(target=lambda: results.append(hook.bulk_pages_summary(targets)))
+    worker.start()
+    try:
+        assert waiting.wait(10)
+        assert ledger.open_usd == 0 and ledger.lost_usd == 0  # waiting: nothing recorded
+    finally:
+        limiter.release()
+        worker.join(30)
+        hook.close()
+    assert results and ledger.settled_usd == results[0].cost_usd > 0
+    assert ledger.open_usd == 0
+
+
 @pytest.mark.parametrize(
     ("template", "rows", "manifest"),
     [
